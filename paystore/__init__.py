@@ -1,0 +1,67 @@
+"""paystore: sells programs through Stripe Checkout without losing or double-booking a payment."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from paystore.config import Settings
+from paystore.db import make_engine, make_session_factory
+from paystore.stripe_gateway import StripeGateway
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Paystore:
+    """What the app holds for its lifetime, in `app.extensions["paystore"]`."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    gateway: StripeGateway
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI app. `test_config` overrides Settings fields by name (tests only)."""
+    from paystore import api, cli, migrate
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # Stripe events are far smaller
+    settings = Settings.from_env()
+    if test_config:
+        settings = settings.with_overrides(test_config)
+
+    database_url = settings.database_url
+    if database_url is None:
+        from paystore.embedded import embedded_database_url
+
+        database_url = embedded_database_url(app.instance_path)
+        migrate.upgrade_to_head(database_url)
+
+    engine = make_engine(database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    app.extensions["paystore"] = Paystore(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        gateway=StripeGateway(
+            settings.stripe_secret_key,
+            settings.stripe_webhook_secrets,
+            api_base=settings.stripe_api_base,
+            timeout_s=settings.stripe_timeout_s,
+        ),
+    )
+    api.register(app)
+    cli.register(app)
+    if not settings.api_tokens:
+        log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
+    if not settings.stripe_webhook_secrets:
+        log.warning("STRIPE_WEBHOOK_SECRET is unset: webhooks are answered 503 until it is set")
+    return app

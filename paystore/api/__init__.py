@@ -1,0 +1,29 @@
+"""HTTP layer: thin routes that parse, call one service function, and map errors."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g
+from sqlalchemy.orm import Session
+
+
+def get_db() -> Session:
+    """This request's database session, closed on teardown."""
+    if "db" not in g:
+        g.db = current_app.extensions["paystore"].session_factory()
+    return g.db
+
+
+def _close_db(_exc: BaseException | None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
+
+
+def register(app: Flask) -> None:
+    from paystore.api import errors, health, purchases, webhooks
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(purchases.bp)
+    app.register_blueprint(webhooks.bp)
+    errors.register(app)
+    app.teardown_appcontext(_close_db)

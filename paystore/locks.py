@@ -1,0 +1,72 @@
+"""The advisory lock that checkout and the Stripe webhook both take.
+
+Why one lock, in PostgreSQL, per transaction:
+Stripe may deliver `checkout.session.completed` before the checkout request that created the
+session has committed its purchase. If the two sides use different locks (or a lock in one
+process, or a Redis lock with a TTL), the webhook can read "no purchase" and the sale is lost.
+Both sides therefore take `pg_advisory_xact_lock` on the same key, derived from the purchase id:
+checkout takes it before it inserts the purchase and keeps it until the Stripe session id is
+committed; the webhook takes it before it reads the purchase, so it waits for that commit.
+Transaction-level locks are released by COMMIT, ROLLBACK or a dropped connection, so a crashed
+worker cannot strand one, and they work behind PgBouncer in transaction pooling mode. Every wait
+is bounded by `lock_timeout`; a timeout raises `LockTimeout` (HTTP 503, Stripe retries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+
+import psycopg.errors
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+UNIFIED_PREFIX = "purchase:complete:"
+LEGACY_PREFIX = "webhook:session:"
+CREATE_PREFIX = "purchase:create:"
+MIGRATION_KEY = "paystore:migrate"
+
+
+class LockTimeout(Exception):
+    """The lock was not granted within lock_timeout; nothing was changed."""
+
+    def __init__(self, key: str, timeout_ms: int) -> None:
+        super().__init__(f"lock {key} not granted within {timeout_ms} ms")
+        self.key = key
+        self.timeout_ms = timeout_ms
+
+
+def purchase_lock_key(purchase_id: uuid.UUID | str) -> str:
+    return f"{UNIFIED_PREFIX}{str(purchase_id).lower()}"
+
+
+def legacy_session_lock_key(checkout_session_id: str) -> str:
+    return f"{LEGACY_PREFIX}{checkout_session_id}"
+
+
+def purchase_create_lock_key(user_id: str, program_id: str) -> str:
+    return f"{CREATE_PREFIX}{user_id}:{program_id}"
+
+
+def advisory_key_number(key: str) -> int:
+    """First 8 bytes of SHA-256(key), big-endian, signed. Pinned by tests: never change it."""
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
+    """Take the transaction-scoped advisory lock for `key`; return how long it waited, in ms.
+
+    Must run inside the transaction whose commit publishes the protected change.
+    """
+    db.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
+    started = time.perf_counter()
+    try:
+        db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key_number(key)})
+    except OperationalError as exc:
+        if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            raise LockTimeout(key, timeout_ms) from exc
+        raise
+    return (time.perf_counter() - started) * 1000.0

@@ -1,0 +1,69 @@
+"""Recreate a purchase whose checkout rolled back after Stripe had created its session.
+
+This happens when checkout's commit fails, or its Stripe call timed out on our side while Stripe
+did create the session. If the buyer then pays, the webhook finds no row even though it holds the
+purchase lock. Dropping the event would lose a paid sale, so the purchase is rebuilt from what
+paystore itself put into the session (metadata) and what Stripe charged (amount_total).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from paystore import locks
+from paystore.config import Settings
+from paystore.models import ACTIVE_STATUSES, Program, Purchase
+from paystore.services import lifecycle
+from paystore.stripe_objects import CheckoutSession
+
+log = logging.getLogger(__name__)
+
+
+def recover_purchase(
+    db: Session, settings: Settings, event_type: str, session: CheckoutSession, purchase_id: uuid.UUID | None
+) -> tuple[str, Purchase | None]:
+    """Called with the purchase lock held and no row for `purchase_id`."""
+    if event_type == lifecycle.SESSION_EXPIRED or purchase_id is None:
+        log.info("Session %s expired; its purchase %s was never committed", session.id, purchase_id)
+        return "ignored", None
+    user_id = session.metadata.get("user_id")
+    program = db.get(Program, session.metadata.get("program_id") or "")
+    if not user_id or program is None or not session.amount_total or not session.currency:
+        log.error(
+            "Session %s names purchase %s, which cannot be recreated (user or program unknown); "
+            "the event is kept with outcome unmatched for replay",
+            session.id, purchase_id,
+        )
+        return "unmatched", None
+    # Same lock as checkout's creation step: no checkout for this user and program can commit a
+    # second active purchase while this one is being recreated.
+    locks.take_xact_lock(db, locks.purchase_create_lock_key(user_id, program.id), settings.lock_timeout_ms)
+    purchase = Purchase.new_pending(
+        id=purchase_id,
+        user_id=user_id,
+        program_id=program.id,
+        amount=session.amount_total,
+        currency=session.currency,
+        livemode=session.livemode,
+        stripe_session_id=session.id,
+    )
+    conflict = db.scalars(
+        select(Purchase).where(
+            Purchase.user_id == user_id, Purchase.program_id == program.id, Purchase.status.in_(ACTIVE_STATUSES)
+        )
+    ).first()
+    if conflict is not None:
+        # The user started another checkout in the meantime; an operator must decide which
+        # payment to keep (and refund the other), so this one grants nothing yet.
+        purchase.review_reason = f"recovered while purchase {conflict.id} is {conflict.status}"
+    outcome = lifecycle.apply(purchase, lifecycle.learn_from_session(event_type, session, settings.stripe_livemode))
+    db.add(purchase)
+    db.flush()
+    log.warning(
+        "Recovered purchase %s from session %s (its checkout rolled back): %s", purchase_id, session.id, outcome
+    )
+    return ("needs_review" if outcome == "needs_review" else "recovered"), purchase

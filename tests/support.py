@@ -1,0 +1,129 @@
+"""Helpers shared by the tests: an API client, pg_locks probes, and a real gunicorn server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import Engine, text
+
+from paystore.locks import advisory_key_number
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-7f3a"
+WEBHOOK_SECRET = "whsec_test_standin_5b1e"
+STRIPE_KEY = "sk_test_standin_c0ffee"
+
+
+class Api:
+    """A bearer-authenticated JSON client for a running paystore."""
+
+    def __init__(self, base_url: str, token: str = TOKEN) -> None:
+        self.base_url = base_url
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> requests.Response:
+        return self.http.post(self.base_url + path, json=json, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.http.get(self.base_url + path, timeout=60, **kwargs)
+
+    def checkout(self, user_id: str = "user_1", program_id: str = "prog_py101") -> requests.Response:
+        return self.post("/checkout", {"user_id": user_id, "program_id": program_id})
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.005) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+def _advisory_ids(key: str) -> tuple[int, int]:
+    """pg_locks shows a bigint advisory key as classid (high 32 bits) and objid (low 32 bits)."""
+    unsigned = advisory_key_number(key) & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def advisory_lock_holders(engine: Engine, key: str) -> list[dict[str, Any]]:
+    """Backends holding or waiting for the advisory lock `key`, with their application_name."""
+    classid, objid = _advisory_ids(key)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT l.pid, l.granted, a.application_name FROM pg_locks l "
+                "JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o AND l.objsubid = 1"
+            ),
+            {"c": classid, "o": objid},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def someone_waits_for(engine: Engine, key: str) -> bool:
+    return any(not row["granted"] for row in advisory_lock_holders(engine, key))
+
+
+def any_lock_wait(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+
+
+def purchase_row(engine: Engine, purchase_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT * FROM purchases WHERE id = :id"), {"id": purchase_id}).first()
+        return dict(row._mapping) if row else None
+
+
+def count(engine: Engine, sql: str, **params: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(text(sql), params))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def gunicorn_server(env: Mapping[str, str], workers: int = 3, config: Path | None = None) -> Iterator[str]:
+    """Run `gunicorn wsgi:app` from the repository root with several sync workers."""
+    port = free_port()
+    args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    args += ["-c", str(config or ROOT / "gunicorn.conf.py")]
+    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _healthy(base_url) or proc.poll() is not None, timeout=60, interval=0.1)
+        assert proc.poll() is None, "gunicorn exited during start-up"
+        yield base_url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        return requests.get(base_url + "/healthz", timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
