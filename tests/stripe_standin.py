@@ -193,7 +193,8 @@ class StripeStandIn:
             return 500, _error("api_error", "hung request released")
         if isinstance(fault, int):
             return fault, _error("api_error", "Stand-in failure injected by the test.")
-        session = self.new_session(params, livemode=api_key.startswith("sk_live_"))
+        # The answer is what Stripe created; the hook may move the stored session on (pay it).
+        session = copy.deepcopy(self.new_session(params, livemode=api_key.startswith("sk_live_")))
         if self.before_create_response is not None:
             self.before_create_response(copy.deepcopy(session))
         if self.create_delay_s:
