@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import requests
 from sqlalchemy import Engine, text
 
+from paystore import locks
 from paystore.locks import advisory_key_number
+from tests.stripe_standin import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"
@@ -127,3 +130,32 @@ def _healthy(base_url: str) -> bool:
         return requests.get(base_url + "/healthz", timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def no_lock(db: Any, key: str, timeout_ms: int) -> float:
+    return 0.0
+
+
+class WebhookFirst:
+    """before_create_response hook: pay the session and deliver its webhook before answering."""
+
+    def __init__(self, standin: StripeStandIn, engine: Engine, *, payment_status: str = "paid") -> None:
+        self.standin, self.engine, self.payment_status = standin, engine, payment_status
+        self.delivery: Future[requests.Response] | None = None
+        self.seen_waiting = False
+        self.lock_holders: list[dict[str, Any]] = []
+        self.session_id: str | None = None
+
+    def __call__(self, session: dict[str, Any]) -> None:
+        self.session_id = session["id"]
+        paid = self.standin.settle(session["id"], payment_status=self.payment_status)
+        self.delivery = self.standin.deliver_async(self.standin.event("checkout.session.completed", paid))
+        key = locks.purchase_lock_key(session["metadata"]["purchase_id"])
+        # Parked on our lock (the fix), or parked on anything / already answered (no lock).
+        wait_until(lambda: someone_waits_for(self.engine, key) or any_lock_wait(self.engine) or self.delivery.done())
+        self.lock_holders = advisory_lock_holders(self.engine, key)
+        self.seen_waiting = any(not row["granted"] for row in self.lock_holders)
+
+    def webhook_answer(self) -> requests.Response:
+        assert self.delivery is not None, "the stand-in never delivered the webhook"
+        return self.delivery.result(timeout=30)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,34 +20,7 @@ from sqlalchemy import Engine
 from paystore import locks
 from paystore.services import lifecycle
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, any_lock_wait, count, purchase_row, someone_waits_for, wait_until
-
-
-def no_lock(db: Any, key: str, timeout_ms: int) -> float:
-    return 0.0
-
-
-class WebhookFirst:
-    """before_create_response hook: pay the session and deliver its webhook before answering."""
-
-    def __init__(self, standin: StripeStandIn, engine: Engine, *, payment_status: str = "paid") -> None:
-        self.standin, self.engine, self.payment_status = standin, engine, payment_status
-        self.delivery: Future[requests.Response] | None = None
-        self.seen_waiting = False
-        self.session_id: str | None = None
-
-    def __call__(self, session: dict[str, Any]) -> None:
-        self.session_id = session["id"]
-        paid = self.standin.settle(session["id"], payment_status=self.payment_status)
-        self.delivery = self.standin.deliver_async(self.standin.event("checkout.session.completed", paid))
-        key = locks.purchase_lock_key(session["metadata"]["purchase_id"])
-        # Parked on our lock (the fix), or parked on anything / already answered (no lock).
-        wait_until(lambda: someone_waits_for(self.engine, key) or any_lock_wait(self.engine) or self.delivery.done())
-        self.seen_waiting = someone_waits_for(self.engine, key)
-
-    def webhook_answer(self) -> requests.Response:
-        assert self.delivery is not None, "the stand-in never delivered the webhook"
-        return self.delivery.result(timeout=30)
+from tests.support import Api, WebhookFirst, count, no_lock, purchase_row
 
 
 def test_a_webhook_before_stripe_answers_waits_for_checkout_commit(api: Api, standin: StripeStandIn, engine: Engine) -> None:

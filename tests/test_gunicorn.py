@@ -1,0 +1,73 @@
+"""Mutual exclusion across processes: paystore under a real gunicorn with several workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.stripe_standin import StripeStandIn
+from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, WebhookFirst, count, gunicorn_server, purchase_row
+
+pytestmark = pytest.mark.gunicorn
+
+
+def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": standin.base_url,
+        "PAYSTORE_API_TOKENS": TOKEN,
+        "PAYSTORE_STRIPE_TIMEOUT_S": "5",
+        "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
+    }
+
+
+@pytest.fixture(scope="module")
+def gunicorn_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
+    with gunicorn_server(_env(database_url, standin_server), workers=3) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gunicorn_nolock_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
+    config = ROOT / "tests" / "gunicorn_nolock.conf.py"
+    with gunicorn_server(_env(database_url, standin_server), workers=3, config=config) as url:
+        yield url
+
+
+def _race(url: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, dict, object]:
+    standin.webhook_url = url + "/webhooks/stripe"
+    hook = WebhookFirst(standin, engine)
+    standin.before_create_response = hook
+    checkout = Api(url).checkout()
+    assert checkout.status_code == 201, checkout.text
+    return hook, checkout.json(), hook.webhook_answer()
+
+
+def test_webhook_in_one_worker_waits_for_checkout_in_another(
+    gunicorn_url: str, standin: StripeStandIn, engine: Engine
+) -> None:
+    hook, purchase, webhook = _race(gunicorn_url, standin, engine)
+
+    assert webhook.status_code == 200 and webhook.json()["outcome"] == "completed", webhook.text
+    assert purchase_row(engine, purchase["purchase_id"])["status"] == "completed"
+    # pg_locks, taken while the webhook waited: checkout's worker held the lock, another
+    # worker's connection waited for it (application_name carries the worker pid).
+    holders = {row["application_name"] for row in hook.lock_holders if row["granted"]}
+    waiters = {row["application_name"] for row in hook.lock_holders if not row["granted"]}
+    assert len(holders) == 1 and len(waiters) == 1 and holders != waiters, hook.lock_holders
+    wait_ms = count(engine, "SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = :p", p=purchase["purchase_id"])
+    assert wait_ms > 0
+
+
+def test_negative_control_across_workers_without_the_lock_the_sale_is_stuck(
+    gunicorn_nolock_url: str, standin: StripeStandIn, engine: Engine
+) -> None:
+    hook, purchase, webhook = _race(gunicorn_nolock_url, standin, engine)
+
+    assert not hook.seen_waiting
+    assert webhook.status_code >= 500 or webhook.json()["outcome"] != "completed", webhook.text
+    assert purchase_row(engine, purchase["purchase_id"])["status"] == "pending"

@@ -1,0 +1,74 @@
+"""A paid session whose checkout rolled back is recovered, never dropped."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.stripe_standin import StripeStandIn
+from tests.support import Api, count, purchase_row
+
+
+def _checkout_that_times_out_after_stripe_created_the_session(api: Api, standin: StripeStandIn) -> dict:
+    standin.create_delay_s = 2.5  # longer than paystore's Stripe timeout (2 s): Stripe did create it
+    response = api.checkout()
+    standin.create_delay_s = 0
+    assert response.status_code == 502
+    [session] = standin.sessions.values()
+    return session
+
+
+def test_paid_session_of_rolled_back_checkout_is_recovered_as_completed(
+    api: Api, standin: StripeStandIn, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
+    purchase_id = session["metadata"]["purchase_id"]
+    assert purchase_row(engine, purchase_id) is None
+    caplog.set_level(logging.WARNING, logger="paystore")
+
+    answer = standin.deliver(standin.event("checkout.session.completed", standin.settle(session["id"])))
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "recovered"
+    row = purchase_row(engine, purchase_id)
+    assert row["status"] == "completed"
+    assert (row["user_id"], row["program_id"], row["amount"], row["currency"]) == ("user_1", "prog_py101", 4900, "usd")
+    assert row["stripe_session_id"] == session["id"]
+    assert any(r.levelno == logging.WARNING and "Recovered purchase" in r.getMessage() for r in caplog.records)
+    # Recovered means active: the user does not get to buy it twice.
+    assert api.checkout().status_code == 409
+
+
+def test_recovery_next_to_a_newer_open_checkout_needs_review(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
+    retried = api.checkout()
+    assert retried.status_code == 201
+
+    answer = standin.deliver(standin.event("checkout.session.completed", standin.settle(session["id"])))
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "needs_review"
+    row = purchase_row(engine, session["metadata"]["purchase_id"])
+    assert row["status"] == "needs_review" and retried.json()["purchase_id"] in row["review_reason"]
+    assert purchase_row(engine, retried.json()["purchase_id"])["status"] == "pending"
+
+
+def test_expired_session_of_rolled_back_checkout_is_ignored(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
+
+    expired = standin.settle(session["id"], status="expired", payment_status="unpaid")
+    answer = standin.deliver(standin.event("checkout.session.expired", expired))
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "ignored"
+    assert count(engine, "SELECT count(*) FROM purchases") == 0
+
+
+def test_session_naming_an_unknown_program_is_kept_as_unmatched(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
+    paid = standin.settle(session["id"])
+    paid["metadata"]["program_id"] = "prog_gone"
+
+    answer = standin.deliver(standin.event("checkout.session.completed", paid))
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "unmatched"
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'unmatched'") == 1
