@@ -21,3 +21,6 @@ keepalive = 5
 # Each worker builds its own engine and pool after the fork: never share connections.
 preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # unset: paystore logs one line per request
+# gunicorn >= 27 opens a control socket at a fixed per-user path; two servers on one host (or
+# the test suite) would fight over it, and paystore does not use it.
+control_socket_disable = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app. `test_config` overrides Settings fields by name (tests only)."""
     from paystore import api, cli, migrate
 
-    app = Flask(__name__, instance_relative_config=True)
+    instance_path = os.environ.get("PAYSTORE_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # Stripe events are far smaller
     settings = Settings.from_env()

@@ -14,12 +14,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Text,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -117,6 +119,22 @@ class Purchase(Base):
     dispute: Mapped[DisputeFact | None] = mapped_column(String(16))
     review_reason: Mapped[str | None] = mapped_column(Text)
 
+    __table_args__ = (
+        Index(
+            "uq_purchases_one_active_per_user_program",
+            "user_id",
+            "program_id",
+            unique=True,
+            postgresql_where=text(f"status IN ({', '.join(repr(str(s)) for s in ACTIVE_STATUSES)})"),
+        ),
+        Index("ix_purchases_user_id_created_at", "user_id", "created_at"),
+        Index(
+            "ix_purchases_open_by_age",
+            "created_at",
+            postgresql_where=text("status IN ('pending', 'awaiting_payment')"),
+        ),
+    )
+
     @classmethod
     def new_pending(
         cls,
@@ -154,7 +172,7 @@ class StripeEvent(Base):
     type: Mapped[str] = mapped_column(String(128))
     livemode: Mapped[bool] = mapped_column(Boolean, default=False)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    received_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
+    received_at: Mapped[datetime] = _utc_timestamp(server_default=func.now(), index=True)
     processed_at: Mapped[datetime | None] = _utc_timestamp()
     outcome: Mapped[str | None] = mapped_column(String(32))
     purchase_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)

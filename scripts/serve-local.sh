@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make serve`: paystore on http://127.0.0.1:8000 with the embedded PostgreSQL (DATABASE_URL
+# unset) and, unless STRIPE_SECRET_KEY is set, the local Stripe stand-in from tests/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.venv/bin
+port=${PORT:-8000}
+export PAYSTORE_API_TOKENS=${PAYSTORE_API_TOKENS:-dev-token}
+export STRIPE_WEBHOOK_SECRET=${STRIPE_WEBHOOK_SECRET:-whsec_local_dev}
+export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:$port}
+export GUNICORN_WORKERS=${GUNICORN_WORKERS:-3}
+
+if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
+	standin_port=${STANDIN_PORT:-12111}
+	export STRIPE_SECRET_KEY=sk_test_local_standin
+	export STRIPE_API_BASE=http://127.0.0.1:$standin_port
+	"$bin/python" -m tests.stripe_standin --port "$standin_port" \
+		--webhook-url "http://127.0.0.1:$port/webhooks/stripe" --webhook-secret "$STRIPE_WEBHOOK_SECRET" &
+	standin=$!
+	trap 'kill $standin 2>/dev/null || true' EXIT
+	stripe_note="the local Stripe stand-in (open checkout_url and press Pay to deliver the webhook)"
+else
+	stripe_note="Stripe itself (forward webhooks: stripe listen --forward-to localhost:$port/webhooks/stripe)"
+fi
+
+if ! "$bin/paystore" programs list | grep -q '^prog_demo '; then
+	"$bin/paystore" programs add prog_demo --name "Demo program" --amount 4900 --currency usd
+fi
+
+cat >&2 <<BANNER
+
+paystore on http://127.0.0.1:$port, embedded PostgreSQL in ./instance/pgdata, payments through
+$stripe_note.
+  curl -s -X POST http://127.0.0.1:$port/checkout -H 'Authorization: Bearer ${PAYSTORE_API_TOKENS%%,*}' \\
+       -H 'Content-Type: application/json' -d '{"user_id": "alice", "program_id": "prog_demo"}'
+  curl -s http://127.0.0.1:$port/purchases/PURCHASE_ID -H 'Authorization: Bearer ${PAYSTORE_API_TOKENS%%,*}'
+
+BANNER
+"$bin/gunicorn" wsgi:app
