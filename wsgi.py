@@ -1,5 +1,7 @@
 """`gunicorn wsgi:app` (settings in gunicorn.conf.py)."""
 
 from paystore import create_app
+from paystore.logs import configure_logging
 
+configure_logging()
 app = create_app()
