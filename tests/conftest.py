@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from paystore import create_app
 from paystore.db import make_engine
 from tests.stripe_standin import StripeStandIn
-from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api
+from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, gunicorn_server
 
 PROGRAMS = [
     ("prog_py101", "Python 101", 4900, "usd"),
@@ -167,3 +167,28 @@ def live_server(make_server_for: Callable[..., str]) -> str:
 @pytest.fixture
 def api(live_server: str, standin: StripeStandIn) -> Api:
     return Api(live_server)
+
+
+def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": standin.base_url,
+        "PAYSTORE_API_TOKENS": TOKEN,
+        "PAYSTORE_STRIPE_TIMEOUT_S": "5",
+        "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
+    }
+
+
+@pytest.fixture(scope="session")
+def gunicorn_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
+    with gunicorn_server(_env(database_url, standin_server), workers=4) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def gunicorn_nolock_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
+    config = ROOT / "tests" / "gunicorn_nolock.conf.py"
+    with gunicorn_server(_env(database_url, standin_server), workers=4, config=config) as url:
+        yield url

@@ -2,40 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sqlalchemy import Engine
 
 from tests.stripe_standin import StripeStandIn
-from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, WebhookFirst, count, gunicorn_server, purchase_row
+from tests.support import Api, WebhookFirst, count, purchase_row
 
 pytestmark = pytest.mark.gunicorn
-
-
-def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "STRIPE_SECRET_KEY": STRIPE_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": standin.base_url,
-        "PAYSTORE_API_TOKENS": TOKEN,
-        "PAYSTORE_STRIPE_TIMEOUT_S": "5",
-        "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
-    }
-
-
-@pytest.fixture(scope="module")
-def gunicorn_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
-    with gunicorn_server(_env(database_url, standin_server), workers=3) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def gunicorn_nolock_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
-    config = ROOT / "tests" / "gunicorn_nolock.conf.py"
-    with gunicorn_server(_env(database_url, standin_server), workers=3, config=config) as url:
-        yield url
 
 
 def _race(url: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, dict, object]:

@@ -119,10 +119,13 @@ def learn_from_refund(charge: Charge) -> Callable[[Purchase], None]:
 
 def learn_from_dispute(dispute: Dispute, closed: bool) -> Callable[[Purchase], None]:
     def learn(p: Purchase) -> None:
-        if p.dispute_id is None:
-            p.dispute_id = dispute.id
         if p.dispute in (DisputeFact.WON, DisputeFact.LOST):
             return  # a closed dispute stays closed; a late `created` is stale
+        opening = not closed and dispute.status not in ("won", "warning_closed", "lost")
+        if opening and (p.dispute == DisputeFact.OPEN or p.refunded_amount >= p.amount):
+            return  # already open, or the charge is refunded in full: nothing can change
+        if p.dispute_id is None:
+            p.dispute_id = dispute.id
         if closed:
             p.dispute = DisputeFact.LOST if dispute.status == "lost" else DisputeFact.WON
         elif dispute.status in ("won", "warning_closed"):

@@ -1,0 +1,108 @@
+"""Building the Stripe events of one purchase's life, and delivering them as Stripe does."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from tests.stripe_standin import StripeStandIn, stripe_id
+from tests.support import Api
+
+# Each kind of event a purchase can receive; the tests speak in these names.
+KINDS = (
+    "completed_paid",
+    "completed_unpaid",
+    "async_succeeded",
+    "async_failed",
+    "expired",
+    "refund_partial",
+    "refund_full",
+    "dispute_created",
+    "dispute_won",
+    "dispute_lost",
+)
+
+
+@dataclass
+class Purchase:
+    """A purchase created through POST /checkout, and the Stripe objects of its future."""
+
+    standin: StripeStandIn
+    purchase_id: str
+    session: dict[str, Any]
+    amount: int
+    payment_intent: str = field(default_factory=lambda: stripe_id("pi"))
+    dispute_id: str = field(default_factory=lambda: stripe_id("dp"))
+
+    @classmethod
+    def checkout(cls, api: Api, standin: StripeStandIn, user_id: str, program_id: str = "prog_py101") -> Purchase:
+        response = api.checkout(user_id, program_id)
+        assert response.status_code == 201, response.text
+        body = response.json()
+        return cls(standin, body["purchase_id"], copy.deepcopy(standin.sessions[body["stripe_session_id"]]), body["amount"])
+
+    def _session(self, **changes: Any) -> dict[str, Any]:
+        session = copy.deepcopy(self.session)
+        session.update(url=None, payment_intent=self.payment_intent, **changes)
+        return session
+
+    def event(self, kind: str, **session_changes: Any) -> dict[str, Any]:
+        s = self.standin
+        if kind == "completed_paid":
+            return s.event("checkout.session.completed", self._session(status="complete", payment_status="paid", **session_changes))
+        if kind == "completed_unpaid":
+            return s.event("checkout.session.completed", self._session(status="complete", payment_status="unpaid", **session_changes))
+        if kind == "async_succeeded":
+            return s.event("checkout.session.async_payment_succeeded", self._session(status="complete", payment_status="paid", **session_changes))
+        if kind == "async_failed":
+            return s.event("checkout.session.async_payment_failed", self._session(status="complete", payment_status="unpaid", **session_changes))
+        if kind == "expired":
+            session = self._session(status="expired", payment_status="unpaid", **session_changes)
+            session["payment_intent"] = None
+            return s.event("checkout.session.expired", session)
+        if kind == "refund_partial":
+            return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount // 4))
+        if kind == "refund_full":
+            return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount))
+        if kind == "dispute_created":
+            return s.event("charge.dispute.created", s.dispute(self.payment_intent, "needs_response", self.dispute_id, self.amount))
+        if kind == "dispute_won":
+            return s.event("charge.dispute.closed", s.dispute(self.payment_intent, "won", self.dispute_id, self.amount))
+        if kind == "dispute_lost":
+            return s.event("charge.dispute.closed", s.dispute(self.payment_intent, "lost", self.dispute_id, self.amount))
+        raise ValueError(kind)
+
+
+def deliver_like_stripe(
+    standin: StripeStandIn, events: Iterable[dict[str, Any]], *, workers: int = 8, max_rounds: int = 40
+) -> list[requests.Response]:
+    """Deliver concurrently; a non-2xx answer is retried later, as Stripe does. Returns the
+    final (2xx) answer of every delivery, and fails if some delivery never succeeds."""
+    pending = list(events)
+    done: list[requests.Response] = []
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in range(max_rounds):
+            answers = list(pool.map(standin.deliver, pending))
+            done += [a for a in answers if 200 <= a.status_code < 300]
+            failed = [e for e, a in zip(pending, answers) if not 200 <= a.status_code < 300]
+            unexpected = [a for a in answers if a.status_code not in range(200, 300) and a.status_code != 503]
+            assert not unexpected, [a.text for a in unexpected]
+            if not failed:
+                return done
+            pending = failed
+            time.sleep(0.02)
+    raise AssertionError(f"{len(pending)} deliveries never succeeded")
+
+
+def shuffled_with_duplicates(rng: random.Random, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stripe's worst: any order, and any event redelivered (same id) a few times."""
+    copies = [e for e in events for _ in range(rng.choice((1, 1, 2, 3)))]
+    rng.shuffle(copies)
+    return copies

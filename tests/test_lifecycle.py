@@ -1,0 +1,163 @@
+"""Every row of DESIGN.md's state table, and the moves backwards that must be refused."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from sqlalchemy import Engine
+
+from tests.lifecycle_events import Purchase
+from tests.stripe_standin import StripeStandIn
+from tests.support import Api, count, purchase_row
+
+
+@pytest.fixture
+def purchase(api: Api, standin: StripeStandIn) -> Purchase:
+    return Purchase.checkout(api, standin, "user_1")
+
+
+def deliver(standin: StripeStandIn, purchase: Purchase, kind: str, **changes: object) -> str:
+    answer = standin.deliver(purchase.event(kind, **changes))
+    assert answer.status_code == 200, answer.text
+    return answer.json()["outcome"]
+
+
+# (events before, the event, expected outcome, expected status) — one row per table line.
+STATE_TABLE = [
+    ([], "completed_paid", "completed", "completed"),
+    ([], "completed_unpaid", "awaiting_payment", "awaiting_payment"),
+    ([], "async_succeeded", "completed", "completed"),
+    (["completed_unpaid"], "async_succeeded", "completed", "completed"),
+    ([], "async_failed", "failed", "failed"),
+    (["completed_unpaid"], "async_failed", "failed", "failed"),
+    ([], "expired", "expired", "expired"),
+    (["completed_paid"], "refund_full", "refunded", "refunded"),
+    (["completed_paid", "dispute_created"], "refund_full", "refunded", "refunded"),
+    (["completed_paid"], "refund_partial", "partially_refunded", "completed"),
+    (["completed_paid"], "dispute_created", "disputed", "disputed"),
+    (["completed_paid", "dispute_created"], "dispute_lost", "dispute_lost", "dispute_lost"),
+    (["completed_paid"], "dispute_lost", "dispute_lost", "dispute_lost"),
+    (["completed_paid", "dispute_created"], "dispute_won", "completed", "completed"),
+]
+
+
+@pytest.mark.parametrize(("before", "kind", "outcome", "status"), STATE_TABLE)
+def test_state_table_row(
+    standin: StripeStandIn, engine: Engine, purchase: Purchase, before: list[str], kind: str, outcome: str, status: str
+) -> None:
+    for earlier in before:
+        deliver(standin, purchase, earlier)
+
+    assert deliver(standin, purchase, kind) == outcome
+    assert purchase_row(engine, purchase.purchase_id)["status"] == status
+
+
+# (events that happened, a late or replayed event, the status that must stay)
+BACKWARDS = [
+    (["completed_paid"], "expired", "completed"),
+    (["completed_paid"], "async_failed", "completed"),
+    (["completed_paid"], "completed_unpaid", "completed"),
+    (["async_failed"], "completed_unpaid", "failed"),
+    (["async_failed"], "expired", "failed"),
+    (["completed_paid", "refund_full"], "async_succeeded", "refunded"),
+    (["completed_paid", "refund_full"], "completed_paid", "refunded"),
+    (["completed_paid", "refund_full"], "refund_partial", "refunded"),
+    (["completed_paid", "refund_full"], "dispute_created", "refunded"),
+    (["completed_paid", "dispute_lost"], "dispute_created", "dispute_lost"),
+    (["completed_paid", "dispute_lost"], "dispute_won", "dispute_lost"),
+    (["completed_paid", "dispute_created", "dispute_won"], "dispute_created", "completed"),
+    (["completed_paid", "dispute_won"], "dispute_created", "completed"),
+    (["expired"], "expired", "expired"),
+]
+
+
+@pytest.mark.parametrize(("happened", "late", "status"), BACKWARDS)
+def test_late_event_never_moves_a_purchase_backwards(
+    standin: StripeStandIn, engine: Engine, purchase: Purchase, happened: list[str], late: str, status: str
+) -> None:
+    for kind in happened:
+        deliver(standin, purchase, kind)
+    before = purchase_row(engine, purchase.purchase_id)
+
+    assert deliver(standin, purchase, late) == "stale"
+
+    after = purchase_row(engine, purchase.purchase_id)
+    assert after["status"] == status
+    assert {k: v for k, v in after.items() if k != "updated_at"} == {k: v for k, v in before.items() if k != "updated_at"}
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'stale'") == 1
+
+
+def test_partial_refunds_accumulate_then_a_full_refund_refunds(standin: StripeStandIn, engine: Engine, purchase: Purchase) -> None:
+    deliver(standin, purchase, "completed_paid")
+    charge = standin.charge(purchase.payment_intent, purchase.amount, 1000)
+
+    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "partially_refunded"
+    assert purchase_row(engine, purchase.purchase_id)["refunded_amount"] == 1000
+    charge["amount_refunded"] = 1500
+    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "partially_refunded"
+    charge["amount_refunded"] = 1200  # an older snapshot arriving late
+    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "stale"
+    row = purchase_row(engine, purchase.purchase_id)
+    assert (row["status"], row["refunded_amount"]) == ("completed", 1500)
+    charge["amount_refunded"] = purchase.amount
+    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "refunded"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"amount_total": 100}, "amount 100 != 4900"),
+        ({"currency": "eur"}, "currency eur != usd"),
+        ({"livemode": True}, "livemode True != False"),
+    ],
+)
+def test_completion_that_does_not_match_the_purchase_needs_review(
+    standin: StripeStandIn, engine: Engine, purchase: Purchase, caplog: pytest.LogCaptureFixture, changes: dict, reason: str
+) -> None:
+    caplog.set_level(logging.ERROR, logger="paystore")
+
+    assert deliver(standin, purchase, "completed_paid", **changes) == "needs_review"
+
+    row = purchase_row(engine, purchase.purchase_id)
+    assert row["status"] == "needs_review" and reason in row["review_reason"]
+    assert row["completed_at"] is not None or row["payment"] == "paid"
+    assert any(r.levelno == logging.ERROR and "needs review" in r.getMessage() for r in caplog.records)
+    # needs_review grants nothing, and later events do not clear it.
+    assert deliver(standin, purchase, "async_succeeded") == "stale"
+    assert purchase_row(engine, purchase.purchase_id)["status"] == "needs_review"
+
+
+def test_charge_event_before_its_purchase_is_known_is_retried_not_dropped(
+    standin: StripeStandIn, engine: Engine, purchase: Purchase
+) -> None:
+    early = purchase.event("refund_full")
+
+    first = standin.deliver(early)
+
+    assert first.status_code == 503 and first.json()["error"]["code"] == "purchase_not_yet_known"
+    assert count(engine, "SELECT count(*) FROM stripe_events") == 0
+    deliver(standin, purchase, "completed_paid")
+    retried = standin.deliver(early)
+    assert (retried.status_code, retried.json()["outcome"]) == (200, "refunded")
+
+
+def test_awaiting_payment_then_expiry_of_nothing(standin: StripeStandIn, engine: Engine, purchase: Purchase) -> None:
+    """A session completed with a delayed method cannot expire any more (Stripe): stale."""
+    deliver(standin, purchase, "completed_unpaid")
+    assert deliver(standin, purchase, "expired") == "stale"
+    assert purchase_row(engine, purchase.purchase_id)["status"] == "awaiting_payment"
+
+
+def test_user_purchases_newest_first(api: Api, standin: StripeStandIn) -> None:
+    first = Purchase.checkout(api, standin, "user_9", "prog_py101")
+    second = Purchase.checkout(api, standin, "user_9", "prog_rust")
+    Purchase.checkout(api, standin, "someone_else", "prog_py101")
+    deliver(standin, first, "completed_paid")
+
+    listed = api.get("/users/user_9/purchases")
+
+    assert listed.status_code == 200
+    assert [p["purchase_id"] for p in listed.json()["purchases"]] == [second.purchase_id, first.purchase_id]
+    assert listed.json()["purchases"][1]["status"] == "completed"
+    assert api.get("/users/nobody/purchases").json() == {"purchases": []}
