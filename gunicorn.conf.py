@@ -1,11 +1,14 @@
 """gunicorn settings for paystore (`gunicorn wsgi:app` reads this file from the repo root).
 
 Every value can be set from the environment. The worker timeout must exceed the longest thing a
-request can wait for: the lock (PAYSTORE_LOCK_TIMEOUT_MS) plus the Stripe call
-(PAYSTORE_STRIPE_TIMEOUT_S), or gunicorn would kill a worker that is about to answer correctly.
+request can wait for: two lock waits (PAYSTORE_LOCK_TIMEOUT_MS, creation and purchase lock)
+plus the Stripe call (PAYSTORE_STRIPE_TIMEOUT_S); otherwise gunicorn would kill a worker that is
+about to answer correctly, and its transaction would roll back.
 """
 
 import os
+import shutil
+import tempfile
 
 _lock_s = int(os.environ.get("PAYSTORE_LOCK_TIMEOUT_MS") or 10_000) / 1000
 _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
@@ -13,14 +16,44 @@ _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS") or 2 * (os.cpu_count() or 1) + 1)
 worker_class = "sync"
-# Two lock waits (creation + purchase) and one Stripe call, plus slack.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + _stripe_s + 10)
-# On SIGTERM, workers finish the request in hand (its transaction commits or rolls back).
+# On SIGTERM a worker finishes the request in hand, so its transaction commits (or rolls back)
+# before the process exits; nothing is cut off half-way.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or timeout)
 keepalive = 5
-# Each worker builds its own engine and pool after the fork: never share connections.
+# Each worker builds its own engine and connection pool after the fork: never share connections.
 preload_app = False
-accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # unset: paystore logs one line per request
 # gunicorn >= 27 opens a control socket at a fixed per-user path; two servers on one host (or
 # the test suite) would fight over it, and paystore does not use it.
 control_socket_disable = True
+
+# JSON lines for gunicorn's own messages too; paystore logs one line per request itself.
+from paystore.logs import logging_config  # noqa: E402
+
+logconfig_dict = logging_config()
+accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # unset: no separate access log
+
+# Prometheus multi-process mode: every worker writes its samples under this directory and
+# /metrics adds them up. It must be set before any worker imports prometheus_client.
+_metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="paystore-metrics-"))
+
+
+def on_starting(server):  # noqa: ANN001, ANN201
+    """Start from empty counters: files of an earlier run would be added in."""
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):  # prometheus_client's sample files, nothing else
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201
+    if _metrics_dir_is_ours:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

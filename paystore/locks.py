@@ -23,6 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from paystore import logs, metrics
+
 UNIFIED_PREFIX = "purchase:complete:"
 LEGACY_PREFIX = "webhook:session:"
 CREATE_PREFIX = "purchase:create:"
@@ -67,6 +69,10 @@ def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
         db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key_number(key)})
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+            metrics.lock_timeouts.labels(metrics.lock_kind(key)).inc()
             raise LockTimeout(key, timeout_ms) from exc
         raise
-    return (time.perf_counter() - started) * 1000.0
+    waited_ms = (time.perf_counter() - started) * 1000.0
+    metrics.lock_wait.labels(metrics.lock_kind(key)).observe(waited_ms / 1000.0)
+    logs.note_lock_wait(key, waited_ms)
+    return waited_ms

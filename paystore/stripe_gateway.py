@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import stripe
 
+from paystore import metrics
 from paystore.stripe_objects import CheckoutSession, Event, InvalidStripeObject
 
 log = logging.getLogger(__name__)
@@ -99,21 +100,25 @@ class StripeGateway:
             answer = method(*args)
             return CheckoutSession.from_dict(answer.to_dict())
         except stripe.APIConnectionError as exc:
+            metrics.stripe_errors.labels(name, "connection").inc()
             log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)
             raise StripeUnavailable("Stripe could not be reached or did not answer in time") from None
         except stripe.StripeError as exc:
+            server_side = exc.http_status is not None and exc.http_status >= 500
+            metrics.stripe_errors.labels(name, "server" if server_side else "refused").inc()
             log.error(
                 "Stripe %s failed: HTTP %s, code %s, request %s",
                 name, exc.http_status, exc.code, exc.request_id,
             )
-            if exc.http_status is not None and exc.http_status >= 500:
+            if server_side:
                 raise StripeUnavailable("Stripe answered with a server error") from None
             raise StripeUnavailable("Stripe refused the request") from None
         except InvalidStripeObject as exc:
+            metrics.stripe_errors.labels(name, "malformed").inc()
             log.error("Stripe %s answered with an unusable object: %s", name, exc)
             raise StripeUnavailable("Stripe answered with an unusable object") from None
         finally:
-            log.debug("Stripe %s took %.1f ms", name, (time.perf_counter() - started) * 1000)
+            metrics.stripe_latency.labels(name).observe(time.perf_counter() - started)
 
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> Event:
         """Check `Stripe-Signature` against every configured secret (rotation), then parse."""

@@ -15,21 +15,6 @@ import requests
 from tests.stripe_standin import StripeStandIn, stripe_id
 from tests.support import Api
 
-# Each kind of event a purchase can receive; the tests speak in these names.
-KINDS = (
-    "completed_paid",
-    "completed_unpaid",
-    "async_succeeded",
-    "async_failed",
-    "expired",
-    "refund_partial",
-    "refund_full",
-    "dispute_created",
-    "dispute_won",
-    "dispute_lost",
-)
-
-
 @dataclass
 class Purchase:
     """A purchase created through POST /checkout, and the Stripe objects of its future."""
@@ -53,30 +38,31 @@ class Purchase:
         session.update(url=None, payment_intent=self.payment_intent, **changes)
         return session
 
+    SESSION_EVENTS = {
+        "completed_paid": ("checkout.session.completed", "complete", "paid"),
+        "completed_unpaid": ("checkout.session.completed", "complete", "unpaid"),
+        "async_succeeded": ("checkout.session.async_payment_succeeded", "complete", "paid"),
+        "async_failed": ("checkout.session.async_payment_failed", "complete", "unpaid"),
+        "expired": ("checkout.session.expired", "expired", "unpaid"),
+    }
+
     def event(self, kind: str, **session_changes: Any) -> dict[str, Any]:
+        """The event of this kind; `session_changes` alter the session of a session event."""
         s = self.standin
-        if kind == "completed_paid":
-            return s.event("checkout.session.completed", self._session(status="complete", payment_status="paid", **session_changes))
-        if kind == "completed_unpaid":
-            return s.event("checkout.session.completed", self._session(status="complete", payment_status="unpaid", **session_changes))
-        if kind == "async_succeeded":
-            return s.event("checkout.session.async_payment_succeeded", self._session(status="complete", payment_status="paid", **session_changes))
-        if kind == "async_failed":
-            return s.event("checkout.session.async_payment_failed", self._session(status="complete", payment_status="unpaid", **session_changes))
-        if kind == "expired":
-            session = self._session(status="expired", payment_status="unpaid", **session_changes)
-            session["payment_intent"] = None
-            return s.event("checkout.session.expired", session)
+        if kind in self.SESSION_EVENTS:
+            event_type, status, payment_status = self.SESSION_EVENTS[kind]
+            session = self._session(status=status, payment_status=payment_status, **session_changes)
+            if kind == "expired":
+                session["payment_intent"] = None
+            return s.event(event_type, session)
         if kind == "refund_partial":
             return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount // 4))
         if kind == "refund_full":
             return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount))
-        if kind == "dispute_created":
-            return s.event("charge.dispute.created", s.dispute(self.payment_intent, "needs_response", self.dispute_id, self.amount))
-        if kind == "dispute_won":
-            return s.event("charge.dispute.closed", s.dispute(self.payment_intent, "won", self.dispute_id, self.amount))
-        if kind == "dispute_lost":
-            return s.event("charge.dispute.closed", s.dispute(self.payment_intent, "lost", self.dispute_id, self.amount))
+        disputes = {"dispute_created": "needs_response", "dispute_won": "won", "dispute_lost": "lost"}
+        if kind in disputes:
+            event_type = "charge.dispute.created" if kind == "dispute_created" else "charge.dispute.closed"
+            return s.event(event_type, s.dispute(self.payment_intent, disputes[kind], self.dispute_id, self.amount))
         raise ValueError(kind)
 
 
@@ -91,7 +77,7 @@ def deliver_like_stripe(
         for _ in range(max_rounds):
             answers = list(pool.map(standin.deliver, pending))
             done += [a for a in answers if 200 <= a.status_code < 300]
-            failed = [e for e, a in zip(pending, answers) if not 200 <= a.status_code < 300]
+            failed = [e for e, a in zip(pending, answers, strict=True) if not 200 <= a.status_code < 300]
             unexpected = [a for a in answers if a.status_code not in range(200, 300) and a.status_code != 503]
             assert not unexpected, [a.text for a in unexpected]
             if not failed:

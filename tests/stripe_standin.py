@@ -52,7 +52,7 @@ def decode_form(body: str) -> dict[str, Any]:
     for key, value in parse_qsl(body, keep_blank_values=True):
         parts = re.findall(r"[^\[\]]+", key)
         node = root
-        for part, nxt in zip(parts, parts[1:]):
+        for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
 
@@ -186,7 +186,10 @@ class StripeStandIn:
             if idempotency_key and idempotency_key in self.idempotent:
                 earlier_params, earlier = self.idempotent[idempotency_key]
                 if earlier_params != params:
-                    return 400, _error("idempotency_error", "Keys for idempotent requests can only be used with the same parameters they were first used with.")
+                    return 400, _error(
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                    )
                 return 200, copy.deepcopy(earlier)
         if fault == "hang":
             self._release_hung.wait(60)

@@ -12,7 +12,15 @@ import pytest
 import requests
 
 from tests.stripe_standin import StripeStandIn
-from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, gunicorn_server, wait_until
+from tests.support import (
+    ROOT,
+    STRIPE_KEY,
+    TOKEN,
+    WEBHOOK_SECRET,
+    Api,
+    gunicorn_server,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.no_db]
 

@@ -88,7 +88,9 @@ def test_late_event_never_moves_a_purchase_backwards(
     assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'stale'") == 1
 
 
-def test_partial_refunds_accumulate_then_a_full_refund_refunds(standin: StripeStandIn, engine: Engine, purchase: Purchase) -> None:
+def test_partial_refunds_accumulate_then_a_full_refund_refunds(
+    standin: StripeStandIn, engine: Engine, purchase: Purchase
+) -> None:
     deliver(standin, purchase, "completed_paid")
     charge = standin.charge(purchase.payment_intent, purchase.amount, 1000)
 

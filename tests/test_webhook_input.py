@@ -11,7 +11,7 @@ import requests
 from sqlalchemy import Engine
 
 from tests.stripe_standin import StripeStandIn, sign
-from tests.support import WEBHOOK_SECRET, count, purchase_row
+from tests.support import WEBHOOK_SECRET, count
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:

@@ -125,9 +125,9 @@ def test_c_negative_control_without_the_lock_different_events_double_apply(
     barrier = threading.Barrier(5, timeout=10)
     real_apply = lifecycle.apply
 
-    def apply_after_everyone_read(purchase: Any, learn: Any) -> str:
+    def apply_after_everyone_read(purchase: Any, learn: Any, **kwargs: Any) -> str:
         barrier.wait()
-        return real_apply(purchase, learn)
+        return real_apply(purchase, learn, **kwargs)
 
     monkeypatch.setattr(locks, "take_xact_lock", no_lock)
     monkeypatch.setattr(lifecycle, "apply", apply_after_everyone_read)

@@ -20,8 +20,9 @@ def _close_db(_exc: BaseException | None) -> None:
 
 
 def register(app: Flask) -> None:
-    from paystore.api import errors, health, purchases, webhooks
+    from paystore.api import errors, health, observability, purchases, webhooks
 
+    observability.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(purchases.bp)
     app.register_blueprint(webhooks.bp)

@@ -10,8 +10,17 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from paystore.locks import LockTimeout
-from paystore.services.errors import AlreadyPurchased, ProgramNotFound, PurchaseNotFound, PurchaseNotYetKnown
-from paystore.stripe_gateway import InvalidWebhook, StripeUnavailable, WebhookNotConfigured
+from paystore.services.errors import (
+    AlreadyPurchased,
+    ProgramNotFound,
+    PurchaseNotFound,
+    PurchaseNotYetKnown,
+)
+from paystore.stripe_gateway import (
+    InvalidWebhook,
+    StripeUnavailable,
+    WebhookNotConfigured,
+)
 from paystore.stripe_objects import InvalidStripeObject
 
 log = logging.getLogger(__name__)

@@ -2,34 +2,28 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from paystore import logs, metrics
 from paystore.api import get_db
+from paystore.api.auth import require_token
 from paystore.api.errors import ApiError
+from paystore.locks import LockTimeout
 from paystore.models import Purchase
 from paystore.services import checkout, purchases
+from paystore.services.errors import AlreadyPurchased, ProgramNotFound
+from paystore.stripe_gateway import StripeUnavailable
 
 bp = Blueprint("purchases", __name__)
+bp.before_request(require_token)
 
 # No colons or whitespace: ids become parts of lock keys and URLs.
 USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-@bp.before_request
-def require_token() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    tokens = current_app.extensions["paystore"].settings.api_tokens
-    # compare_digest against every token: the time taken does not reveal which one matched.
-    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in tokens]
-    if scheme.lower() != "bearer" or not token or not any(matches):
-        raise ApiError(401, "unauthorized", "missing or invalid bearer token")
 
 
 def purchase_json(p: Purchase) -> dict[str, Any]:
@@ -62,11 +56,27 @@ def _checkout_body() -> tuple[str, str]:
     return body["user_id"], body["program_id"]
 
 
+_CHECKOUT_FAILURES = (
+    (ApiError, "invalid"),
+    (ProgramNotFound, "unknown_program"),
+    (AlreadyPurchased, "already_purchased"),
+    (StripeUnavailable, "stripe_failed"),
+    (LockTimeout, "lock_timeout"),
+)
+
+
 @bp.post("/checkout")
 def create_checkout() -> ResponseReturnValue:
-    user_id, program_id = _checkout_body()
     ext = current_app.extensions["paystore"]
-    result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
+    try:
+        user_id, program_id = _checkout_body()
+        result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
+    except Exception as exc:
+        outcome = next((name for kind, name in _CHECKOUT_FAILURES if isinstance(exc, kind)), "error")
+        metrics.checkouts.labels(outcome).inc()
+        raise
+    metrics.checkouts.labels("created" if result.created else "existing").inc()
+    logs.bind(purchase_id=str(result.purchase.id))
     return jsonify(purchase_json(result.purchase)), 201 if result.created else 200
 
 

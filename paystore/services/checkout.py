@@ -116,7 +116,8 @@ def _session_usable(db: Session, gateway: StripeGateway, settings: Settings, pur
     event_type = lifecycle.snapshot_event_type(session)
     if event_type is None:
         return purchase.status == PurchaseStatus.PENDING
-    outcome = lifecycle.apply(purchase, lifecycle.learn_from_session(event_type, session, settings.stripe_livemode))
+    learn = lifecycle.learn_from_session(event_type, session, settings.stripe_livemode)
+    outcome = lifecycle.apply(purchase, learn, cause="checkout found its session lapsed")
     log.info("Checkout settled lapsed purchase %s from Stripe: %s", purchase.id, outcome)
     db.flush()
     return False

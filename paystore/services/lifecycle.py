@@ -9,12 +9,15 @@ that tells us nothing new changes nothing (outcome `stale`). Callers hold the pu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from paystore.models import DisputeFact, PaymentFact, Purchase, PurchaseStatus
-from paystore.stripe_objects import CheckoutSession, Charge, Dispute
+from paystore.stripe_objects import Charge, CheckoutSession, Dispute
+
+log = logging.getLogger(__name__)
 
 SESSION_COMPLETED = "checkout.session.completed"
 SESSION_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
@@ -55,7 +58,7 @@ class _Facts:
         return cls(p.payment, p.refunded_amount, p.dispute, p.review_reason, p.stripe_payment_intent_id)
 
 
-def apply(purchase: Purchase, learn: Callable[[Purchase], None]) -> str:
+def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) -> str:
     """Let `learn` add facts, re-derive the status, and name the outcome of the event."""
     before, status_before = _Facts.of(purchase), purchase.status
     learn(purchase)
@@ -63,6 +66,11 @@ def apply(purchase: Purchase, learn: Callable[[Purchase], None]) -> str:
     if purchase.payment == PaymentFact.PAID and purchase.completed_at is None:
         purchase.completed_at = datetime.now(UTC)
     if purchase.status != status_before:
+        log.info(
+            "Purchase %s: %s -> %s (%s)", purchase.id, status_before, purchase.status, cause,
+            extra={"purchase_id": str(purchase.id), "status_from": status_before,
+                   "status_to": str(purchase.status), "cause": cause},
+        )
         return str(purchase.status)
     after = _Facts.of(purchase)
     if after.refunded_amount > before.refunded_amount:

@@ -60,7 +60,8 @@ def recover_purchase(
         # The user started another checkout in the meantime; an operator must decide which
         # payment to keep (and refund the other), so this one grants nothing yet.
         purchase.review_reason = f"recovered while purchase {conflict.id} is {conflict.status}"
-    outcome = lifecycle.apply(purchase, lifecycle.learn_from_session(event_type, session, settings.stripe_livemode))
+    learn = lifecycle.learn_from_session(event_type, session, settings.stripe_livemode)
+    outcome = lifecycle.apply(purchase, learn, cause=f"{event_type} (recovered)")
     db.add(purchase)
     db.flush()
     log.warning(

@@ -8,15 +8,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from paystore import locks
 from paystore.config import Settings
 from paystore.models import Purchase, StripeEvent
-from paystore.services import lifecycle, recovery
+from paystore.services import event_log, lifecycle, recovery
 from paystore.services.errors import PurchaseNotYetKnown
-from paystore.stripe_objects import CheckoutSession, Charge, Dispute, Event, InvalidStripeObject
+from paystore.stripe_objects import (
+    Charge,
+    CheckoutSession,
+    Dispute,
+    Event,
+    InvalidStripeObject,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +47,34 @@ class _Target:
     legacy_session_id: str | None = None
 
 
+# Expected refusals: answered 4xx/5xx with nothing recorded (Stripe retries, or the input is bad).
+_NOT_FAILURES = (locks.LockTimeout, PurchaseNotYetKnown, InvalidStripeObject, OperationalError, InterfaceError)
+
+
 def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult:
-    """Record the event and apply it in one transaction, or raise and change nothing."""
+    """Record the event and apply it in one transaction, or raise and change nothing.
+
+    If the handling itself raises, the effect rolls back, and the event is then recorded as
+    `failed` with the error in a transaction of its own, so that Stripe's retry or
+    `paystore events replay` can finish it (a failed record is not a duplicate).
+    """
+    try:
+        return _handle(db, settings, event)
+    except _NOT_FAILURES:
+        raise
+    except Exception as exc:
+        event_log.record_failure(db, event, exc)
+        raise
+
+
+def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
     with db.begin():
         target = _target(db, event)
         wait_ms = None
         if target.lock_key is not None:
             wait_ms = locks.take_xact_lock(db, target.lock_key, settings.lock_timeout_ms)
             _log_lock(target, wait_ms)
-        record = _record(db, event, target.lock_key, wait_ms)
+        record = event_log.record_arrival(db, event, target.lock_key, wait_ms)
         if record is None:
             return WebhookResult("duplicate", target.purchase_id, target.lock_key, wait_ms)
         outcome, purchase = _apply(db, settings, event, target)
@@ -92,26 +117,6 @@ def _log_lock(target: _Target, wait_ms: float) -> None:
         log.info("Using unified lock: %s (waited %.1f ms)", target.lock_key, wait_ms)
 
 
-def _record(db: Session, event: Event, lock_key: str | None, wait_ms: float | None) -> StripeEvent | None:
-    """Insert the event's record; None if this event id was already handled."""
-    inserted = db.scalar(
-        insert(StripeEvent)
-        .values(
-            stripe_event_id=event.id,
-            type=event.type,
-            livemode=event.livemode,
-            payload=event.payload,
-            lock_key=lock_key,
-            lock_wait_ms=wait_ms,
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(StripeEvent.id)
-    )
-    if inserted is None:
-        return None
-    return db.get_one(StripeEvent, inserted)
-
-
 def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[str, Purchase | None]:
     if event.type in lifecycle.SESSION_EVENTS:
         session = CheckoutSession.from_dict(event.object)
@@ -128,7 +133,7 @@ def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tu
             learn = lifecycle.learn_from_dispute(Dispute.from_dict(event.object), closed)
     else:
         return "ignored", None
-    return lifecycle.apply(purchase, learn), purchase
+    return lifecycle.apply(purchase, learn, cause=f"{event.type} {event.id}"), purchase
 
 
 def _load_for_session(db: Session, target: _Target, session: CheckoutSession) -> Purchase | None:
@@ -140,3 +145,13 @@ def _load_for_session(db: Session, target: _Target, session: CheckoutSession) ->
         # Stripe's retry find it.
         raise PurchaseNotYetKnown(f"no purchase for legacy session {session.id}")
     return purchase
+
+
+def replay(db: Session, settings: Settings, stripe_event_id: str) -> WebhookResult:
+    """Run a recorded event through the same handler again. Idempotent: a handled event is a
+    duplicate and changes nothing; a `failed` one is finished."""
+    with db.begin():
+        payload = db.scalar(select(StripeEvent.payload).where(StripeEvent.stripe_event_id == stripe_event_id))
+    if payload is None:
+        raise LookupError(f"no recorded event {stripe_event_id}")
+    return handle_event(db, settings, Event.from_dict(payload))

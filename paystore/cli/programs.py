@@ -1,20 +1,16 @@
-"""`paystore ...` (console script) and `flask --app app ...`: the same Flask CLI group."""
+"""`paystore programs add|list`: the programs on sale."""
 
 from __future__ import annotations
 
 import re
 
 import click
-from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup
+from flask.cli import AppGroup
 
+from paystore.cli import db_session, echo_table
 from paystore.services import purchases
 
 programs = AppGroup("programs", help="Manage the programs on sale.")
-
-
-def _db():  # type: ignore[no-untyped-def]
-    return current_app.extensions["paystore"].session_factory()
 
 
 @programs.command("add")
@@ -28,7 +24,7 @@ def add_program(program_id: str, name: str, amount: int, currency: str) -> None:
         raise click.BadParameter("letters, digits, _ and - only (at most 64)", param_hint="PROGRAM_ID")
     if not re.fullmatch(r"[A-Za-z]{3}", currency):
         raise click.BadParameter("a three-letter ISO 4217 code", param_hint="--currency")
-    with _db() as db:
+    with db_session() as db:
         try:
             program = purchases.add_program(db, program_id, name, amount, currency)
         except purchases.ProgramExists as exc:
@@ -39,21 +35,6 @@ def add_program(program_id: str, name: str, amount: int, currency: str) -> None:
 @programs.command("list")
 def list_programs() -> None:
     """Show the programs on sale."""
-    with _db() as db:
+    with db_session() as db:
         rows = purchases.list_programs(db)
-    click.echo(f"{'ID':<24} {'AMOUNT':>10} {'CUR':<4} NAME")
-    for p in rows:
-        click.echo(f"{p.id:<24} {p.amount:>10} {p.currency:<4} {p.name}")
-
-
-def register(app: Flask) -> None:
-    app.cli.add_command(programs)
-
-
-def _create_app() -> Flask:
-    from paystore import create_app
-
-    return create_app()
-
-
-main = FlaskGroup(create_app=_create_app, help="paystore management commands.")
+    echo_table(["ID", "AMOUNT", "CUR", "NAME"], [[p.id, p.amount, p.currency, p.name] for p in rows])

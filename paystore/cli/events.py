@@ -1,0 +1,60 @@
+"""`paystore events list|replay`: the Stripe event record, and re-running what failed."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from paystore.cli import db_session, echo_table
+from paystore.cli.ops import Duration
+from paystore.services import event_log, webhooks
+
+events = AppGroup("events", help="Recorded Stripe events.")
+
+
+@events.command("list")
+@click.option("--outcome", help="Only this outcome (failed, completed, stale, ...).")
+@click.option("--since", type=Duration(), help="Only events received within this window, e.g. 24h.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+def list_events(outcome: str | None, since, limit: int) -> None:  # type: ignore[no-untyped-def]
+    """Show recorded events, newest first."""
+    cutoff = datetime.now(UTC) - since if since else None
+    with db_session() as db:
+        found = event_log.recorded_events(db, outcome=outcome, since=cutoff, limit=limit)
+    echo_table(
+        ["EVENT", "TYPE", "RECEIVED", "OUTCOME", "ATTEMPTS", "PURCHASE", "LOCK WAIT MS", "ERROR"],
+        [
+            [e.stripe_event_id, e.type, e.received_at.isoformat(timespec="seconds"), e.outcome or "-", e.attempts,
+             e.purchase_id or "-", "-" if e.lock_wait_ms is None else f"{e.lock_wait_ms:.1f}", (e.error or "")[:80]]
+            for e in found
+        ],
+    )
+
+
+@events.command("replay")
+@click.argument("event_id", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Replay every event recorded as failed, oldest first.")
+def replay(event_id: str | None, all_failed: bool) -> None:
+    """Run recorded events through the webhook handler again (idempotent)."""
+    if bool(event_id) == all_failed:
+        raise click.UsageError("give an EVENT_ID or --failed, not both")
+    ext = current_app.extensions["paystore"]
+    with db_session() as db:
+        if all_failed:
+            ids = [e.stripe_event_id for e in reversed(event_log.recorded_events(db, outcome="failed", limit=10_000))]
+        else:
+            ids = [event_id]
+        errors = 0
+        for stripe_event_id in ids:
+            try:
+                result = webhooks.replay(db, ext.settings, stripe_event_id)
+                click.echo(f"{stripe_event_id}: {result.outcome}")
+            except Exception as exc:  # one bad event must not stop the others
+                errors += 1
+                click.echo(f"{stripe_event_id}: error: {type(exc).__name__}: {exc}", err=True)
+    if errors:
+        sys.exit(1)
