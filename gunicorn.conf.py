@@ -27,16 +27,17 @@ preload_app = False
 # the test suite) would fight over it, and paystore does not use it.
 control_socket_disable = True
 
+# Prometheus multi-process mode: every worker writes its samples under this directory and
+# /metrics adds them up. It must be set before anything imports prometheus_client (paystore
+# does, below), because prometheus_client picks its storage once, at import.
+_metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="paystore-metrics-"))
+
 # JSON lines for gunicorn's own messages too; paystore logs one line per request itself.
 from paystore.logs import logging_config  # noqa: E402
 
 logconfig_dict = logging_config()
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # unset: no separate access log
-
-# Prometheus multi-process mode: every worker writes its samples under this directory and
-# /metrics adds them up. It must be set before any worker imports prometheus_client.
-_metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="paystore-metrics-"))
 
 
 def on_starting(server):  # noqa: ANN001, ANN201

@@ -14,18 +14,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from werkzeug.serving import make_server
 
 from paystore import create_app
 from paystore.db import make_engine
 from tests.stripe_standin import StripeStandIn
-from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, gunicorn_server
-
-PROGRAMS = [
-    ("prog_py101", "Python 101", 4900, "usd"),
-    ("prog_rust", "Rust for Pythonistas", 9900, "eur"),
-]
+from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, gunicorn_server, reset_database
 
 
 def _docker_answers() -> bool:
@@ -103,14 +98,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def clean_db(request: pytest.FixtureRequest) -> None:
     if "no_db" in request.keywords:
         return
-    engine = request.getfixturevalue("engine")
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE stripe_events, purchases, programs RESTART IDENTITY CASCADE"))
-        for program_id, name, amount, currency in PROGRAMS:
-            conn.execute(
-                text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),
-                {"i": program_id, "n": name, "a": amount, "c": currency},
-            )
+    reset_database(request.getfixturevalue("engine"))
 
 
 @pytest.fixture(scope="session")
@@ -151,8 +139,11 @@ def make_server_for(database_url: str, standin_server: StripeStandIn) -> Iterato
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         started.append((server, app))
-        return f"http://127.0.0.1:{server.server_port}"
+        url = f"http://127.0.0.1:{server.server_port}"
+        serve.apps[url] = app  # type: ignore[attr-defined]
+        return url
 
+    serve.apps = {}  # type: ignore[attr-defined]
     yield serve
     for server, app in started:
         server.shutdown()
@@ -162,6 +153,18 @@ def make_server_for(database_url: str, standin_server: StripeStandIn) -> Iterato
 @pytest.fixture(scope="session")
 def live_server(make_server_for: Callable[..., str]) -> str:
     return make_server_for()
+
+
+@pytest.fixture(scope="session")
+def live_app(live_server: str, make_server_for: Callable[..., str]) -> Flask:
+    """The app behind live_server, for calling services in-process next to real HTTP traffic."""
+    return make_server_for.apps[live_server]  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def cli_env(database_url: str, standin_server: StripeStandIn) -> dict[str, str]:
+    """The environment the `paystore` CLI and gunicorn get in tests."""
+    return _env(database_url, standin_server)
 
 
 @pytest.fixture

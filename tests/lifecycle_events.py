@@ -15,6 +15,7 @@ import requests
 from tests.stripe_standin import StripeStandIn, stripe_id
 from tests.support import Api
 
+
 @dataclass
 class Purchase:
     """A purchase created through POST /checkout, and the Stripe objects of its future."""

@@ -25,6 +25,21 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"
 WEBHOOK_SECRET = "whsec_test_standin_5b1e"
 STRIPE_KEY = "sk_test_standin_c0ffee"
+PROGRAMS = [
+    ("prog_py101", "Python 101", 4900, "usd"),
+    ("prog_rust", "Rust for Pythonistas", 9900, "eur"),
+]
+
+
+def reset_database(engine: Engine) -> None:
+    """Empty every table and put the test programs on sale."""
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE stripe_events, purchases, programs RESTART IDENTITY CASCADE"))
+        for program_id, name, amount, currency in PROGRAMS:
+            conn.execute(
+                text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),
+                {"i": program_id, "n": name, "a": amount, "c": currency},
+            )
 
 
 class Api:
@@ -105,12 +120,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn_server(env: Mapping[str, str], workers: int = 3, config: Path | None = None) -> Iterator[str]:
+def gunicorn_server(
+    env: Mapping[str, str], workers: int = 3, config: Path | None = None, log_path: Path | None = None
+) -> Iterator[str]:
     """Run `gunicorn wsgi:app` from the repository root with several sync workers."""
     port = free_port()
     args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
     args += ["-c", str(config or ROOT / "gunicorn.conf.py")]
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
+    log_file = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=log_file, stderr=log_file
+    )
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(base_url) or proc.poll() is not None, timeout=60, interval=0.1)
@@ -123,6 +143,8 @@ def gunicorn_server(env: Mapping[str, str], workers: int = 3, config: Path | Non
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if log_file:
+            log_file.close()
 
 
 def _healthy(base_url: str) -> bool:
@@ -159,3 +181,11 @@ class WebhookFirst:
     def webhook_answer(self) -> requests.Response:
         assert self.delivery is not None, "the stand-in never delivered the webhook"
         return self.delivery.result(timeout=30)
+
+
+def paystore_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `paystore` console script, as ops would."""
+    exe = Path(sys.executable).with_name("paystore")
+    return subprocess.run(
+        [str(exe), *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )

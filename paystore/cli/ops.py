@@ -77,6 +77,6 @@ def locks_report(days: int, stuck_after: timedelta) -> None:
         ["LOCK", "EVENTS", "P50", "P95", "P99", "MAX", "LAST SEEN"],
         [[k.kind, k.events, ms(k.p50), ms(k.p95), ms(k.p99), ms(k.max), k.last_seen or "-"] for k in result.kinds],
     )
-    click.echo(f"legacy lock use in the window: {result.legacy_events} (last ever: {result.last_legacy_use or 'never'})")
+    click.echo(f"uses of the legacy lock in the window: {result.legacy_events} (last ever: {result.last_legacy_use or 'never'})")
     click.echo(f"open purchases older than {stuck_after}: {result.stuck_open}")
     click.echo(f"events recorded as failed: {result.failed_events}")

@@ -1,0 +1,167 @@
+"""`paystore reconcile`: repairs what a lost webhook left behind, safely and idempotently."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, text
+
+from paystore import locks
+from paystore.services import lifecycle
+from paystore.services.reconcile import reconcile
+from tests.lifecycle_events import Purchase
+from tests.stripe_standin import StripeStandIn
+from tests.support import Api, advisory_lock_holders, no_lock, paystore_cli, purchase_row, wait_until
+
+
+def _age(engine: Engine, *purchase_ids: str, minutes: int = 60) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE purchases SET created_at = now() - make_interval(mins => :m) WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"m": minutes, "ids": list(purchase_ids)},
+        )
+
+
+@pytest.fixture
+def three_lost_webhooks(api: Api, standin: StripeStandIn, engine: Engine) -> dict[str, str]:
+    """Purchases whose sessions Stripe paid, expired or still holds open; no webhook came."""
+    ids = {}
+    for name, settle in (("paid", {"status": "complete", "payment_status": "paid"}),
+                         ("expired", {"status": "expired", "payment_status": "unpaid"}),
+                         ("open", None)):
+        body = api.checkout(f"user_{name}").json()
+        if settle:
+            standin.settle(body["stripe_session_id"], **settle)
+        ids[name] = body["purchase_id"]
+    _age(engine, *ids.values())
+    return ids
+
+
+def test_reconcile_repairs_paid_and_expired_leaves_open_and_is_idempotent(
+    three_lost_webhooks: dict[str, str], engine: Engine, cli_env: dict[str, str]
+) -> None:
+    first = paystore_cli(cli_env, "reconcile", "--older-than", "15m")
+
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert purchase_row(engine, three_lost_webhooks["paid"])["status"] == "completed"
+    assert purchase_row(engine, three_lost_webhooks["expired"])["status"] == "expired"
+    assert purchase_row(engine, three_lost_webhooks["open"])["status"] == "pending"
+    lines = {line.split()[0]: line for line in first.stdout.splitlines()[1:] if line[:1].isalnum()}
+    assert "repair: completed" in lines[three_lost_webhooks["paid"]]
+    assert "repair: expired" in lines[three_lost_webhooks["expired"]]
+    assert "left open" in lines[three_lost_webhooks["open"]]
+    assert "repaired 2, errors 0" in first.stdout
+
+    second = paystore_cli(cli_env, "reconcile", "--older-than", "15m")
+
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 open purchases older than 0:15:00: repaired 0, errors 0" in second.stdout
+
+
+def test_dry_run_changes_nothing(three_lost_webhooks: dict[str, str], engine: Engine, cli_env: dict[str, str]) -> None:
+    result = paystore_cli(cli_env, "reconcile", "--dry-run")
+
+    assert result.returncode == 3 and "would repair 2" in result.stdout
+    assert {purchase_row(engine, pid)["status"] for pid in three_lost_webhooks.values()} == {"pending"}
+
+
+def test_young_purchases_are_left_to_their_webhooks(api: Api, standin: StripeStandIn, cli_env: dict[str, str]) -> None:
+    body = api.checkout().json()
+    standin.settle(body["stripe_session_id"])
+
+    result = paystore_cli(cli_env, "reconcile", "--older-than", "15m")
+
+    assert result.returncode == 0 and "0 open purchases" in result.stdout
+
+
+def test_a_stripe_error_on_one_purchase_does_not_stop_the_others(
+    three_lost_webhooks: dict[str, str], standin: StripeStandIn, engine: Engine, cli_env: dict[str, str]
+) -> None:
+    paid_session = purchase_row(engine, three_lost_webhooks["paid"])["stripe_session_id"]
+    standin.retrieve_faults[paid_session] = 500
+
+    result = paystore_cli(cli_env, "reconcile")
+
+    assert result.returncode == 1
+    assert "error: Stripe answered with a server error" in result.stdout
+    assert purchase_row(engine, three_lost_webhooks["paid"])["status"] == "pending"
+    assert purchase_row(engine, three_lost_webhooks["expired"])["status"] == "expired"
+
+
+def test_awaiting_payment_that_succeeded_is_completed(api: Api, standin: StripeStandIn, engine: Engine, cli_env) -> None:
+    purchase = Purchase.checkout(api, standin, "delayed")
+    assert standin.deliver(purchase.event("completed_unpaid")).json()["outcome"] == "awaiting_payment"
+    standin.settle(purchase.session["id"], status="complete", payment_status="paid")
+    _age(engine, purchase.purchase_id, minutes=60 * 24 * 3)
+
+    assert paystore_cli(cli_env, "reconcile").returncode == 3
+    assert purchase_row(engine, purchase.purchase_id)["status"] == "completed"
+
+
+def _race_reconcile_and_webhook(
+    live_app: Flask, standin: StripeStandIn, engine: Engine, purchase: Purchase
+) -> tuple[list[Any], str]:
+    """Reconcile and the webhook for one paid purchase, started while the test holds the lock."""
+    ext = live_app.extensions["paystore"]
+    rows: list[Any] = []
+
+    def run_reconcile() -> None:
+        with ext.session_factory() as db:
+            rows.extend(reconcile(db, ext.gateway, ext.settings, timedelta(minutes=15)))
+
+    key = locks.purchase_lock_key(purchase.purchase_id)
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.advisory_key_number(key)})
+        worker = threading.Thread(target=run_reconcile)
+        worker.start()
+        webhook = standin.deliver_async(purchase.event("completed_paid"))
+
+        def both_parked_or_both_done() -> bool:
+            waiting = [row for row in advisory_lock_holders(engine, key) if not row["granted"]]
+            return len(waiting) == 2 or (webhook.done() and not worker.is_alive())
+
+        wait_until(both_parked_or_both_done)
+        holder.rollback()
+    worker.join(timeout=30)
+    return rows, webhook.result(timeout=30).json()["outcome"]
+
+
+def test_reconcile_racing_the_webhook_makes_exactly_one_transition(
+    live_app: Flask, api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    purchase = Purchase.checkout(api, standin, "racer")
+    standin.settle(purchase.session["id"])
+    _age(engine, purchase.purchase_id)
+
+    rows, webhook_outcome = _race_reconcile_and_webhook(live_app, standin, engine, purchase)
+
+    [row] = rows
+    transitions = [row.action == "repair: completed", webhook_outcome == "completed"]
+    assert transitions.count(True) == 1, (row, webhook_outcome)
+    assert {row.action, webhook_outcome} <= {"repair: completed", "unchanged", "completed", "stale"}
+    assert purchase_row(engine, purchase.purchase_id)["status"] == "completed"
+
+
+def test_negative_control_without_the_lock_both_claim_the_transition(
+    live_app: Flask, api: Api, standin: StripeStandIn, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    purchase = Purchase.checkout(api, standin, "racer")
+    standin.settle(purchase.session["id"])
+    _age(engine, purchase.purchase_id)
+    barrier = threading.Barrier(2, timeout=10)
+    real_apply = lifecycle.apply
+
+    def apply_after_both_read(p: Any, learn: Any, **kwargs: Any) -> str:
+        barrier.wait()
+        return real_apply(p, learn, **kwargs)
+
+    monkeypatch.setattr(locks, "take_xact_lock", no_lock)
+    monkeypatch.setattr(lifecycle, "apply", apply_after_both_read)
+
+    rows, webhook_outcome = _race_reconcile_and_webhook(live_app, standin, engine, purchase)
+
+    assert rows[0].action == "repair: completed" and webhook_outcome == "completed", "no double transition observed"
