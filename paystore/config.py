@@ -58,8 +58,10 @@ class Settings:
     cancel_url: str = "http://localhost:8000/checkout/cancel"
     lock_timeout_ms: int = 10_000
     stripe_timeout_s: float = 10.0
-    db_pool_size: int = 5
-    db_max_overflow: int = 5
+    # A sync gunicorn worker serves one request at a time and a request uses one connection;
+    # the spare one serves /metrics' database gauge and the failed-event record.
+    db_pool_size: int = 2
+    db_max_overflow: int = 2
 
     @property
     def stripe_livemode(self) -> bool:

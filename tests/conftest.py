@@ -85,6 +85,9 @@ def app_settings(database_url: str, standin: StripeStandIn, **overrides: Any) ->
         "api_tokens": (TOKEN,),
         "lock_timeout_ms": 5000,
         "stripe_timeout_s": 2.0,
+        # The in-process server is threaded: many requests at once, unlike a sync gunicorn worker.
+        "db_pool_size": 10,
+        "db_max_overflow": 10,
         **overrides,
     }
 
