@@ -76,9 +76,9 @@ def standin(standin_server: StripeStandIn, live_server: str) -> Iterator[StripeS
     standin_server.reset()
 
 
-def app_settings(database_url: str, standin: StripeStandIn, **overrides: Any) -> dict[str, Any]:
+def app_settings(test_database_url: str, standin: StripeStandIn, **overrides: Any) -> dict[str, Any]:
     return {
-        "database_url": database_url,
+        "database_url": test_database_url,
         "stripe_secret_key": STRIPE_KEY,
         "stripe_webhook_secrets": (WEBHOOK_SECRET,),
         "stripe_api_base": standin.base_url,
