@@ -37,7 +37,9 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="payst
 from paystore.logs import logging_config  # noqa: E402
 
 logconfig_dict = logging_config()
-accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # unset: no separate access log
+accesslog = os.environ.get("GUNICORN_ACCESSLOG")
+if not accesslog:  # paystore's own request line says more; no second line per request
+    logconfig_dict["loggers"]["gunicorn.access"]["level"] = "WARNING"
 
 
 def on_starting(server):  # noqa: ANN001, ANN201

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 from flask import current_app
@@ -72,11 +72,14 @@ def locks_report(days: int, stuck_after: timedelta) -> None:
     def ms(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f}"
 
+    def when(value: datetime | None) -> str:
+        return value.isoformat(timespec="seconds") if value else "never"
+
     click.echo(f"Webhook events in the last {days} days, by lock (waits in ms):")
     echo_table(
         ["LOCK", "EVENTS", "P50", "P95", "P99", "MAX", "LAST SEEN"],
-        [[k.kind, k.events, ms(k.p50), ms(k.p95), ms(k.p99), ms(k.max), k.last_seen or "-"] for k in result.kinds],
+        [[k.kind, k.events, ms(k.p50), ms(k.p95), ms(k.p99), ms(k.max), when(k.last_seen)] for k in result.kinds],
     )
-    click.echo(f"uses of the legacy lock in the window: {result.legacy_events} (last ever: {result.last_legacy_use or 'never'})")
+    click.echo(f"uses of the legacy lock in the window: {result.legacy_events} (last ever: {when(result.last_legacy_use)})")
     click.echo(f"open purchases older than {stuck_after}: {result.stuck_open}")
     click.echo(f"events recorded as failed: {result.failed_events}")
