@@ -2,7 +2,7 @@
 
 Every value can be set from the environment. The worker timeout must exceed the longest thing a
 request can wait for: two lock waits (PAYSTORE_LOCK_TIMEOUT_MS, creation and purchase lock)
-plus the Stripe call (PAYSTORE_STRIPE_TIMEOUT_S); otherwise gunicorn would kill a worker that is
+plus two Stripe calls (PAYSTORE_STRIPE_TIMEOUT_S); otherwise gunicorn would kill a worker that is
 about to answer correctly, and its transaction would roll back.
 """
 
@@ -16,7 +16,8 @@ _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS") or 2 * (os.cpu_count() or 1) + 1)
 worker_class = "sync"
-timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + _stripe_s + 10)
+# The longest request: checkout of a lapsed session (two lock waits, two Stripe calls).
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + 2 * _stripe_s + 10)
 # On SIGTERM a worker finishes the request in hand, so its transaction commits (or rolls back)
 # before the process exits; nothing is cut off half-way.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or timeout)

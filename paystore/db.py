@@ -27,8 +27,16 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         pool_pre_ping=True,
         # A request waits at most this long for a pooled connection, then fails with a 503.
         pool_timeout=10,
-        # The pid in application_name tells which worker holds or waits for a lock (pg_stat_activity).
-        connect_args={"connect_timeout": 5, "application_name": f"paystore:{os.getpid()}"},
+        connect_args={
+            "connect_timeout": 5,
+            # The pid tells which worker holds or waits for a lock (pg_stat_activity).
+            "application_name": f"paystore:{os.getpid()}",
+            # Timestamps are read and written in UTC whatever the server's TimeZone.
+            "options": "-c timezone=UTC",
+            # No server-side prepared statements: they break behind PgBouncer in transaction
+            # pooling mode (before 1.21), where consecutive transactions may use other servers.
+            "prepare_threshold": None,
+        },
     )
 
 

@@ -6,7 +6,9 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import stripe
 
@@ -16,6 +18,14 @@ from paystore.stripe_objects import CheckoutSession, Event, InvalidStripeObject
 log = logging.getLogger(__name__)
 
 WEBHOOK_TOLERANCE_S = 300
+T = TypeVar("T")
+
+
+def _payment_intent_status(obj: dict[str, Any]) -> str:
+    status = obj.get("status")
+    if not isinstance(status, str):
+        raise InvalidStripeObject("payment_intent.status is missing")
+    return status
 
 
 class StripeUnavailable(Exception):
@@ -86,19 +96,29 @@ class StripeGateway:
             "cancel_url": request.cancel_url,
         }
         options = {"idempotency_key": f"checkout:{request.purchase_id}"}
-        session = self._call("checkout.sessions.create", self._client.v1.checkout.sessions.create, params, options)
+        session = self._call(
+            "checkout.sessions.create", CheckoutSession.from_dict, self._client.v1.checkout.sessions.create, params, options
+        )
         if not session.url:
             raise StripeUnavailable("Stripe answered without a checkout URL")
         return session
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
-        return self._call("checkout.sessions.retrieve", self._client.v1.checkout.sessions.retrieve, session_id)
+        return self._call(
+            "checkout.sessions.retrieve", CheckoutSession.from_dict, self._client.v1.checkout.sessions.retrieve, session_id
+        )
 
-    def _call(self, name: str, method, *args) -> CheckoutSession:  # type: ignore[no-untyped-def]
+    def payment_intent_status(self, payment_intent_id: str) -> str:
+        """`succeeded`, `processing`, `requires_payment_method` (a delayed payment failed), ..."""
+        return self._call(
+            "payment_intents.retrieve", _payment_intent_status, self._client.v1.payment_intents.retrieve, payment_intent_id
+        )
+
+    def _call(self, name: str, parse: Callable[[dict[str, Any]], T], method: Callable[..., Any], *args: Any) -> T:
         started = time.perf_counter()
         try:
             answer = method(*args)
-            return CheckoutSession.from_dict(answer.to_dict())
+            return parse(answer.to_dict())
         except stripe.APIConnectionError as exc:
             metrics.stripe_errors.labels(name, "connection").inc()
             log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)

@@ -148,13 +148,17 @@ def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def gunicorn_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
-    with gunicorn_server(_env(database_url, standin_server), workers=4) as url:
+def gunicorn_url(database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    with gunicorn_server(_env(database_url, standin_server), workers=4, log_path=log_path) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def gunicorn_nolock_url(database_url: str, standin_server: StripeStandIn) -> Iterator[str]:
+def gunicorn_nolock_url(
+    database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     config = ROOT / "tests" / "gunicorn_nolock.conf.py"
-    with gunicorn_server(_env(database_url, standin_server), workers=4, config=config) as url:
+    log_path = tmp_path_factory.mktemp("gunicorn-nolock") / "gunicorn.log"
+    with gunicorn_server(_env(database_url, standin_server), workers=4, config=config, log_path=log_path) as url:
         yield url

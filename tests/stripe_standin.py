@@ -85,6 +85,7 @@ class StripeStandIn:
         self._release_hung = threading.Event()
         with self._lock:
             self.sessions: dict[str, dict[str, Any]] = {}
+            self.payment_intents: dict[str, str] = {}  # id -> status
             self.create_calls: list[dict[str, Any]] = []
             self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
             self.create_faults: deque[int | str] = deque()  # per call: HTTP status or "hang"
@@ -131,13 +132,22 @@ class StripeStandIn:
             self.sessions[session["id"]] = session
         return session
 
-    def settle(self, session_id: str, *, status: str = "complete", payment_status: str = "paid") -> dict[str, Any]:
-        """Move a stored session on (a buyer paid, a delayed payment began, it expired)."""
+    def settle(
+        self, session_id: str, *, status: str = "complete", payment_status: str = "paid", intent_status: str | None = None
+    ) -> dict[str, Any]:
+        """Move a stored session on (a buyer paid, a delayed payment began or failed, it expired).
+
+        A session completed with a delayed method stays complete/unpaid; its payment intent is
+        `processing`, then `succeeded` or (after a failure) `requires_payment_method`.
+        """
         with self._lock:
             session = self.sessions[session_id]
             session.update(status=status, payment_status=payment_status)
             if status == "complete" and not session.get("payment_intent"):
                 session["payment_intent"] = stripe_id("pi")
+            if session.get("payment_intent"):
+                default = "succeeded" if payment_status == "paid" else "processing"
+                self.payment_intents[session["payment_intent"]] = intent_status or default
             if status != "open":
                 session["url"] = None
             return copy.deepcopy(session)
@@ -245,6 +255,12 @@ class StripeStandIn:
                     if session is None:
                         return self._send(404, _error("invalid_request_error", f"No such checkout.session: '{m[1]}'"))
                     return self._send(200, session)
+                if m := re.fullmatch(r"/v1/payment_intents/(pi_\w+)", path):
+                    if m[1] not in standin.payment_intents:
+                        return self._send(404, _error("invalid_request_error", f"No such payment_intent: '{m[1]}'"))
+                    intent = copy.deepcopy(FIXTURES["payment_intent"])
+                    intent.update(id=m[1], status=standin.payment_intents[m[1]])
+                    return self._send(200, intent)
                 self._send(404, _error("invalid_request_error", "Unrecognized request URL."))
 
             def do_POST(self) -> None:

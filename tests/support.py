@@ -192,7 +192,9 @@ def gunicorn_server(
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _healthy(base_url) or proc.poll() is not None, timeout=60, interval=0.1)
-        assert proc.poll() is None, "gunicorn exited during start-up"
+        if proc.poll() is not None:
+            tail = Path(log_path).read_text()[-4000:] if log_path else "(see stderr)"
+            raise AssertionError(f"gunicorn exited during start-up:\n{tail}")
         yield base_url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -156,7 +156,9 @@ def test_the_index_alone_refuses_a_second_active_purchase(
     answers = _twenty_concurrent_checkouts(gunicorn_nolock_url)
 
     assert count(engine, "SELECT count(*) FROM purchases") == 1
-    # Losers block on the index at INSERT, before any Stripe call, and fail when the winner
-    # commits; nothing was charged for them.
-    assert [a.status_code for a in answers].count(201) == 1
+    # Losers block on the index at INSERT, before any Stripe call, and get a clear 409 when the
+    # winner commits; nothing was created at Stripe for them.
+    codes = [a.status_code for a in answers]
+    assert codes.count(201) == 1 and set(codes) <= {200, 201, 409}, [a.text for a in answers]
+    assert all(a.json()["error"]["code"] == "checkout_conflict" for a in answers if a.status_code == 409)
     assert len(standin.create_calls) == 1

@@ -44,7 +44,7 @@ def test_workers_share_one_embedded_server_migrated_to_head(tmp_path: Path, stan
         "PAYSTORE_API_TOKENS": TOKEN,
     }
     data_dir = (tmp_path / "instance" / "pgdata").resolve()
-    with gunicorn_server(env, workers=3) as url:
+    with gunicorn_server(env, workers=3, log_path=tmp_path / "gunicorn.log") as url:
         assert len(_postmasters(data_dir)) == 1
         ready = [requests.get(url + "/readyz", timeout=5) for _ in range(12)]
         assert all(r.status_code == 200 for r in ready), [r.text for r in ready]

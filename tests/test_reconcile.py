@@ -92,14 +92,31 @@ def test_a_stripe_error_on_one_purchase_does_not_stop_the_others(
     assert purchase_row(engine, three_lost_webhooks["expired"])["status"] == "expired"
 
 
-def test_awaiting_payment_that_succeeded_is_completed(api: Api, standin: StripeStandIn, engine: Engine, cli_env) -> None:
-    purchase = Purchase.checkout(api, standin, "delayed")
-    assert standin.deliver(purchase.event("completed_unpaid")).json()["outcome"] == "awaiting_payment"
-    standin.settle(purchase.session["id"], status="complete", payment_status="paid")
-    _age(engine, purchase.purchase_id, minutes=60 * 24 * 3)
+@pytest.mark.parametrize(
+    ("later", "status", "stripe_says"),
+    [
+        ({"payment_status": "paid"}, "completed", "complete/paid"),
+        ({"payment_status": "unpaid", "intent_status": "requires_payment_method"}, "failed",
+         "complete/unpaid (requires_payment_method)"),
+        ({"payment_status": "unpaid", "intent_status": "processing"}, "awaiting_payment", "complete/unpaid (processing)"),
+    ],
+)
+def test_delayed_payment_whose_outcome_webhook_was_lost(
+    api: Api, standin: StripeStandIn, engine: Engine, cli_env: dict[str, str], later: dict, status: str, stripe_says: str
+) -> None:
+    """The session stays complete/unpaid when a delayed payment fails: the payment intent tells."""
+    created = api.checkout("delayed").json()
+    standin_session, purchase_id = created["stripe_session_id"], created["purchase_id"]
+    session = standin.settle(standin_session, payment_status="unpaid")
+    assert standin.deliver(standin.event("checkout.session.completed", session)).json()["outcome"] == "awaiting_payment"
+    standin.settle(standin_session, **later)
+    _age(engine, purchase_id, minutes=60 * 24 * 3)
 
-    assert paystore_cli(cli_env, "reconcile").returncode == 3
-    assert purchase_row(engine, purchase.purchase_id)["status"] == "completed"
+    result = paystore_cli(cli_env, "reconcile")
+
+    assert result.returncode == (0 if status == "awaiting_payment" else 3), result.stdout
+    assert stripe_says in result.stdout
+    assert purchase_row(engine, purchase_id)["status"] == status
 
 
 def _race_reconcile_and_webhook(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, count, purchase_row
+from tests.support import Api, count, paystore_cli, purchase_row
 
 
 def _checkout_that_times_out_after_stripe_created_the_session(api: Api, standin: StripeStandIn) -> dict:
@@ -63,12 +63,34 @@ def test_expired_session_of_rolled_back_checkout_is_ignored(api: Api, standin: S
     assert count(engine, "SELECT count(*) FROM purchases") == 0
 
 
-def test_session_naming_an_unknown_program_is_kept_as_unmatched(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+def test_session_naming_an_unknown_program_fails_loudly_and_replays_once_fixed(
+    api: Api, standin: StripeStandIn, engine: Engine, cli_env: dict[str, str]
+) -> None:
     session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
     paid = standin.settle(session["id"])
-    paid["metadata"]["program_id"] = "prog_gone"
+    paid["metadata"]["program_id"] = "prog_new"
+    event = standin.event("checkout.session.completed", paid)
+
+    answer = standin.deliver(event)
+
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "purchase_unrecoverable"
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'failed'") == 1
+    # The operator adds the missing program; the replay recovers the paid purchase.
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO programs (id, name, amount, currency) VALUES ('prog_new', 'New', 4900, 'usd')"))
+    replayed = paystore_cli(cli_env, "events", "replay", "--failed")
+    assert replayed.returncode == 0 and replayed.stdout.strip() == f"{event['id']}: recovered", replayed.stderr
+    assert purchase_row(engine, session["metadata"]["purchase_id"])["status"] == "completed"
+
+
+def test_recovered_session_paying_another_price_needs_review(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    session = _checkout_that_times_out_after_stripe_created_the_session(api, standin)
+    paid = standin.settle(session["id"])
+    paid["amount_total"] = 100
 
     answer = standin.deliver(standin.event("checkout.session.completed", paid))
 
-    assert answer.status_code == 200 and answer.json()["outcome"] == "unmatched"
-    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'unmatched'") == 1
+    assert answer.status_code == 200 and answer.json()["outcome"] == "needs_review"
+    row = purchase_row(engine, session["metadata"]["purchase_id"])
+    assert row["status"] == "needs_review" and "program costs 4900 usd" in row["review_reason"]
+    assert row["completed_at"] is None

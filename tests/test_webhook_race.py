@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from paystore import locks
 from paystore.services import lifecycle
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, WebhookFirst, count, no_lock, purchase_row
+from tests.support import Api, WebhookFirst, count, no_lock, purchase_row, someone_waits_for, wait_until
 
 
 def test_a_webhook_before_stripe_answers_waits_for_checkout_commit(api: Api, standin: StripeStandIn, engine: Engine) -> None:
@@ -191,3 +191,23 @@ def test_legacy_session_matching_no_purchase_is_retried_not_recorded(
     assert answer.status_code == 503
     assert answer.json()["error"]["code"] == "purchase_not_yet_known"
     assert count(engine, "SELECT count(*) FROM stripe_events") == 0
+
+
+def test_d_legacy_event_also_waits_for_the_purchase_lock(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    """Charge events, reconcile and checkout write a purchase under its purchase lock; a legacy
+    session event must wait for it too, or their updates could interleave."""
+    purchase_id, session = _paid_purchase(api, standin)
+    session["metadata"] = {}
+    key = locks.purchase_lock_key(purchase_id)
+
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.advisory_key_number(key)})
+        answer = standin.deliver_async(standin.event("checkout.session.completed", session))
+        wait_until(lambda: someone_waits_for(engine, key) or answer.done())
+        assert not answer.done(), "the legacy event did not wait for the purchase lock"
+        holder.rollback()
+
+    assert answer.result(timeout=30).json()["outcome"] == "completed"
+    assert purchase_row(engine, purchase_id)["status"] == "completed"

@@ -12,9 +12,11 @@ from werkzeug.exceptions import HTTPException
 from paystore.locks import LockTimeout
 from paystore.services.errors import (
     AlreadyPurchased,
+    CheckoutConflict,
     ProgramNotFound,
     PurchaseNotFound,
     PurchaseNotYetKnown,
+    UnrecoverablePurchase,
 )
 from paystore.stripe_gateway import (
     InvalidWebhook,
@@ -66,6 +68,14 @@ def register(app: Flask) -> None:
         response = error_response(409, code, str(exc))
         response.headers["Location"] = f"/purchases/{exc.purchase.id}"
         return response
+
+    @app.errorhandler(CheckoutConflict)
+    def checkout_conflict(exc: CheckoutConflict) -> Response:
+        return error_response(409, "checkout_conflict", str(exc))
+
+    @app.errorhandler(UnrecoverablePurchase)
+    def unrecoverable(exc: UnrecoverablePurchase) -> Response:
+        return error_response(500, "purchase_unrecoverable", f"{exc}; recorded as failed for replay")
 
     @app.errorhandler(StripeUnavailable)
     def stripe_unavailable(exc: StripeUnavailable) -> Response:

@@ -15,7 +15,7 @@ from paystore.api.errors import ApiError
 from paystore.locks import LockTimeout
 from paystore.models import Purchase
 from paystore.services import checkout, purchases
-from paystore.services.errors import AlreadyPurchased, ProgramNotFound
+from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
 from paystore.stripe_gateway import StripeUnavailable
 
 bp = Blueprint("purchases", __name__)
@@ -60,6 +60,7 @@ _CHECKOUT_FAILURES = (
     (ApiError, "invalid"),
     (ProgramNotFound, "unknown_program"),
     (AlreadyPurchased, "already_purchased"),
+    (CheckoutConflict, "conflict"),
     (StripeUnavailable, "stripe_failed"),
     (LockTimeout, "lock_timeout"),
 )

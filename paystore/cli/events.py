@@ -43,18 +43,20 @@ def replay(event_id: str | None, all_failed: bool) -> None:
     if bool(event_id) == all_failed:
         raise click.UsageError("give an EVENT_ID or --failed, not both")
     ext = current_app.extensions["paystore"]
-    with db_session() as db:
-        if all_failed:
+    if all_failed:
+        with db_session() as db:
             ids = [e.stripe_event_id for e in reversed(event_log.recorded_events(db, outcome="failed", limit=10_000))]
-        else:
-            ids = [event_id]
-        errors = 0
-        for stripe_event_id in ids:
-            try:
+    else:
+        ids = [event_id]
+    errors = 0
+    for stripe_event_id in ids:
+        try:
+            # A fresh session per event: nothing read for one event can be stale for the next.
+            with db_session() as db:
                 result = webhooks.replay(db, ext.settings, stripe_event_id)
-                click.echo(f"{stripe_event_id}: {result.outcome}")
-            except Exception as exc:  # one bad event must not stop the others
-                errors += 1
-                click.echo(f"{stripe_event_id}: error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"{stripe_event_id}: {result.outcome}")
+        except Exception as exc:  # one bad event must not stop the others
+            errors += 1
+            click.echo(f"{stripe_event_id}: error: {type(exc).__name__}: {exc}", err=True)
     if errors:
         sys.exit(1)

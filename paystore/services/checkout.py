@@ -8,16 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from paystore import locks
 from paystore.config import Settings
 from paystore.models import ACTIVE_STATUSES, Program, Purchase, PurchaseStatus
 from paystore.services import lifecycle
-from paystore.services.errors import AlreadyPurchased, ProgramNotFound
+from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
 from paystore.stripe_gateway import CheckoutRequest, StripeGateway
 
 log = logging.getLogger(__name__)
+
+ACTIVE_PURCHASE_INDEX = "uq_purchases_one_active_per_user_program"
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,13 @@ def _create_purchase(
         livemode=settings.stripe_livemode,
     )
     db.add(purchase)
-    db.flush()
+    try:
+        db.flush()
+    except IntegrityError as exc:
+        # Only reachable if the creation lock were bypassed: the index is the backstop.
+        if getattr(exc.orig, "diag", None) and exc.orig.diag.constraint_name == ACTIVE_PURCHASE_INDEX:
+            raise CheckoutConflict() from exc
+        raise
     session = gateway.create_checkout_session(
         CheckoutRequest(
             purchase_id=purchase_id,

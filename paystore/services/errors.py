@@ -27,5 +27,17 @@ class AlreadyPurchased(Exception):
         self.purchase = purchase
 
 
+class UnrecoverablePurchase(Exception):
+    """A paid session names a purchase that cannot be rebuilt: recorded as failed, answered 5xx,
+    so Stripe keeps retrying and an operator can replay it once the cause is fixed."""
+
+
+class CheckoutConflict(Exception):
+    """Another checkout for the same user and program committed first (the unique index)."""
+
+    def __init__(self) -> None:
+        super().__init__("another checkout for this user and program was just created; retry to get it")
+
+
 class PurchaseNotYetKnown(Exception):
     """A webhook refers to a purchase this database does not show yet; Stripe must retry."""

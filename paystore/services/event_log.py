@@ -38,7 +38,10 @@ def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: flo
     if inserted is not None:
         return db.get_one(StripeEvent, inserted)
     earlier = db.scalars(
-        select(StripeEvent).where(StripeEvent.stripe_event_id == event.id).with_for_update()
+        select(StripeEvent)
+        .where(StripeEvent.stripe_event_id == event.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
     if earlier.outcome != FAILED:
         return None

@@ -63,8 +63,13 @@ def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) 
     before, status_before = _Facts.of(purchase), purchase.status
     learn(purchase)
     purchase.status = derive_status(purchase)
-    if purchase.payment == PaymentFact.PAID and purchase.completed_at is None:
+    if purchase.payment == PaymentFact.PAID and not purchase.review_reason and purchase.completed_at is None:
         purchase.completed_at = datetime.now(UTC)
+    if purchase.status == PurchaseStatus.NEEDS_REVIEW and status_before != PurchaseStatus.NEEDS_REVIEW:
+        log.error(
+            "Purchase %s needs review (nothing granted): %s (%s)", purchase.id, purchase.review_reason, cause,
+            extra={"purchase_id": str(purchase.id), "status_to": str(purchase.status), "cause": cause},
+        )
     if purchase.status != status_before:
         log.info(
             "Purchase %s: %s -> %s (%s)", purchase.id, status_before, purchase.status, cause,
@@ -100,9 +105,10 @@ def learn_from_session(event_type: str, session: CheckoutSession, stripe_livemod
             if p.payment == PaymentFact.NONE:
                 p.payment = PaymentFact.EXPIRED
             return
-        mismatch = session_mismatch(p, session, stripe_livemode)
-        if mismatch and not p.review_reason:
-            p.review_reason = mismatch
+        if event_type != SESSION_ASYNC_FAILED:  # a failure grants nothing: no price to check
+            mismatch = session_mismatch(p, session, stripe_livemode)
+            if mismatch and not p.review_reason:
+                p.review_reason = mismatch
         undecided = (PaymentFact.NONE, PaymentFact.AWAITING)
         paid = event_type == SESSION_ASYNC_SUCCEEDED or (
             event_type == SESSION_COMPLETED and session.payment_status in ("paid", "no_payment_required")
@@ -146,10 +152,19 @@ def learn_from_dispute(dispute: Dispute, closed: bool) -> Callable[[Purchase], N
     return learn
 
 
-def snapshot_event_type(session: CheckoutSession) -> str | None:
-    """The event a retrieved session amounts to (reconcile, stale checkout), or None if open."""
+def snapshot_event_type(session: CheckoutSession, payment_intent_status: str | None = None) -> str | None:
+    """The event a retrieved session amounts to (reconcile, lapsed checkout), or None if open.
+
+    A session completed with a delayed method stays `complete`/`unpaid` whether the payment
+    later fails or not; only its payment intent tells (`requires_payment_method` or `canceled`
+    after a failure).
+    """
     if session.status == "expired":
         return SESSION_EXPIRED
-    if session.status == "complete":
-        return SESSION_COMPLETED
-    return None
+    if session.status != "complete":
+        return None
+    if session.payment_status == "unpaid" and payment_intent_status == "succeeded":
+        return SESSION_ASYNC_SUCCEEDED
+    if session.payment_status == "unpaid" and payment_intent_status in ("requires_payment_method", "canceled"):
+        return SESSION_ASYNC_FAILED
+    return SESSION_COMPLETED

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from paystore import locks, metrics
@@ -76,24 +77,32 @@ def _reconcile_one(
         return ReconcileRow(purchase_id, status, "-", "error: no Stripe session", status)
     try:
         session = gateway.retrieve_checkout_session(session_id)
+        stripe_says = f"{session.status}/{session.payment_status}"
+        intent_status = None
+        if session.status == "complete" and session.payment_status == "unpaid" and session.payment_intent_id:
+            intent_status = gateway.payment_intent_status(session.payment_intent_id)
+            stripe_says += f" ({intent_status})"
     except StripeUnavailable as exc:
         return ReconcileRow(purchase_id, status, "unknown", f"error: {exc}", status)
-    stripe_says = f"{session.status}/{session.payment_status}"
+    event_type = lifecycle.snapshot_event_type(session, intent_status)
     try:
-        return _apply(db, settings, purchase_id, session, stripe_says, dry_run)
+        return _apply(db, settings, purchase_id, session, event_type, stripe_says, dry_run)
     except locks.LockTimeout:
         return ReconcileRow(purchase_id, status, stripe_says, "error: purchase busy (lock timeout)", status)
+    except OperationalError as exc:
+        log.error("Reconcile of %s failed: %s", purchase_id, type(exc.orig or exc).__name__)
+        return ReconcileRow(purchase_id, status, stripe_says, "error: database unavailable", status)
 
 
 def _apply(
-    db: Session, settings: Settings, purchase_id: uuid.UUID, session: CheckoutSession, stripe_says: str, dry_run: bool
+    db: Session, settings: Settings, purchase_id: uuid.UUID, session: CheckoutSession,
+    event_type: str | None, stripe_says: str, dry_run: bool,
 ) -> ReconcileRow:
     transaction = db.begin()
     try:
         locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
         purchase = db.get_one(Purchase, purchase_id, populate_existing=True)
         before = str(purchase.status)
-        event_type = lifecycle.snapshot_event_type(session)
         if event_type is None:
             action = "left open"
         else:

@@ -18,6 +18,7 @@ from paystore import locks
 from paystore.config import Settings
 from paystore.models import ACTIVE_STATUSES, Program, Purchase
 from paystore.services import lifecycle
+from paystore.services.errors import UnrecoverablePurchase
 from paystore.stripe_objects import CheckoutSession
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,10 @@ def recover_purchase(
     user_id = session.metadata.get("user_id")
     program = db.get(Program, session.metadata.get("program_id") or "")
     if not user_id or program is None or not session.amount_total or not session.currency:
-        log.error(
-            "Session %s names purchase %s, which cannot be recreated (user or program unknown); "
-            "the event is kept with outcome unmatched for replay",
-            session.id, purchase_id,
+        raise UnrecoverablePurchase(
+            f"session {session.id} names purchase {purchase_id}, which cannot be recreated: "
+            f"user {user_id!r}, program {session.metadata.get('program_id')!r} (unknown, or no amount)"
         )
-        return "unmatched", None
     # Same lock as checkout's creation step: no checkout for this user and program can commit a
     # second active purchase while this one is being recreated.
     locks.take_xact_lock(db, locks.purchase_create_lock_key(user_id, program.id), settings.lock_timeout_ms)
@@ -56,7 +55,13 @@ def recover_purchase(
             Purchase.user_id == user_id, Purchase.program_id == program.id, Purchase.status.in_(ACTIVE_STATUSES)
         )
     ).first()
-    if conflict is not None:
+    if (session.amount_total, session.currency) != (program.amount, program.currency):
+        # The server decides the price: a session paying another price grants nothing.
+        purchase.review_reason = (
+            f"recovered session charged {session.amount_total} {session.currency}, "
+            f"program costs {program.amount} {program.currency}"
+        )
+    elif conflict is not None:
         # The user started another checkout in the meantime; an operator must decide which
         # payment to keep (and refund the other), so this one grants nothing yet.
         purchase.review_reason = f"recovered while purchase {conflict.id} is {conflict.status}"

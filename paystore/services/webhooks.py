@@ -82,8 +82,6 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         record.purchase_id = purchase.id if purchase is not None else target.purchase_id
         record.processed_at = datetime.now(UTC)
         db.flush()
-    if outcome == "needs_review":
-        log.error("Purchase %s needs review: %s", record.purchase_id, purchase.review_reason if purchase else "")
     return WebhookResult(outcome, record.purchase_id, target.lock_key, wait_ms)
 
 
@@ -120,12 +118,12 @@ def _log_lock(target: _Target, wait_ms: float) -> None:
 def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[str, Purchase | None]:
     if event.type in lifecycle.SESSION_EVENTS:
         session = CheckoutSession.from_dict(event.object)
-        purchase = _load_for_session(db, target, session)
+        purchase = _load_for_session(db, settings, target, session)
         if purchase is None:
             return recovery.recover_purchase(db, settings, event.type, session, target.purchase_id)
         learn = lifecycle.learn_from_session(event.type, session, settings.stripe_livemode)
     elif event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
-        purchase = db.get_one(Purchase, target.purchase_id)
+        purchase = db.get_one(Purchase, target.purchase_id, populate_existing=True)
         if event.type in REFUND_EVENTS:
             learn = lifecycle.learn_from_refund(Charge.from_dict(event.object))
         else:
@@ -136,16 +134,19 @@ def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tu
     return lifecycle.apply(purchase, learn, cause=f"{event.type} {event.id}"), purchase
 
 
-def _load_for_session(db: Session, target: _Target, session: CheckoutSession) -> Purchase | None:
+def _load_for_session(db: Session, settings: Settings, target: _Target, session: CheckoutSession) -> Purchase | None:
     if target.purchase_id is not None:
         return db.get(Purchase, target.purchase_id, populate_existing=True)
-    purchase = db.scalars(select(Purchase).where(Purchase.stripe_session_id == session.id)).first()
-    if purchase is None:
+    purchase_id = db.scalar(select(Purchase.id).where(Purchase.stripe_session_id == session.id))
+    if purchase_id is None:
         # A legacy checkout may not have committed yet: answer 5xx, record nothing, and let
         # Stripe's retry find it.
         raise PurchaseNotYetKnown(f"no purchase for legacy session {session.id}")
-    return purchase
-
+    # The legacy lock only serializes events of this session. Charge and dispute events,
+    # reconcile and checkout write the same row under the purchase lock, so take it too
+    # (always legacy first, then purchase: nothing takes them the other way round).
+    locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
+    return db.get_one(Purchase, purchase_id, populate_existing=True)
 
 def replay(db: Session, settings: Settings, stripe_event_id: str) -> WebhookResult:
     """Run a recorded event through the same handler again. Idempotent: a handled event is a
