@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -216,6 +217,27 @@ def _healthy(base_url: str) -> bool:
 
 def no_lock(db: Any, key: str, timeout_ms: int) -> float:
     return 0.0
+
+
+def remove_the_lock_and_meet_before_applying(
+    monkeypatch: Any, parties: int, then: Callable[[Any], None] | None = None
+) -> None:
+    """Negative controls: make the lock a no-op, and hold every handler after it has read the
+    purchase until `parties` of them have, the interleaving the lock forbids. `then(learn)`
+    may order them further before they write."""
+    from paystore.services import lifecycle
+
+    barrier = threading.Barrier(parties, timeout=10)
+    real_apply = lifecycle.apply
+
+    def apply_after_everyone_read(purchase: Any, learn: Any, **kwargs: Any) -> str:
+        barrier.wait()
+        if then is not None:
+            then(learn)
+        return real_apply(purchase, learn, **kwargs)
+
+    monkeypatch.setattr(locks, "take_xact_lock", no_lock)
+    monkeypatch.setattr(lifecycle, "apply", apply_after_everyone_read)
 
 
 class WebhookFirst:

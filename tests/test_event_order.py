@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -21,7 +22,7 @@ from tests.lifecycle_events import (
     shuffled_with_duplicates,
 )
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, count, purchase_row
+from tests.support import Api, count, purchase_row, remove_the_lock_and_meet_before_applying, wait_until
 
 SCENARIOS = [
     set(),
@@ -120,25 +121,14 @@ def test_negative_control_without_the_lock_concurrent_events_lose_an_update(
     from its stale read, although the purchase is refunded in full. The barrier and the
     wait for the refund's commit force that interleaving; with the lock it cannot happen.
     """
-    import threading
-
-    from paystore import locks
-    from paystore.services import lifecycle
-    from tests.support import no_lock, wait_until
-
     purchase = Purchase.checkout(api, standin, "buyer_nc")
     assert standin.deliver(purchase.event("completed_paid")).json()["outcome"] == "completed"
-    barrier = threading.Barrier(2, timeout=10)
-    real_apply = lifecycle.apply
 
-    def apply_after_both_read(p, learn, **kwargs):  # noqa: ANN001, ANN003, ANN202
-        barrier.wait()
+    def dispute_writes_last(learn: Any) -> None:
         if "learn_from_dispute" in learn.__qualname__:
             wait_until(lambda: purchase_row(engine, purchase.purchase_id)["refunded_amount"] == purchase.amount)
-        return real_apply(p, learn, **kwargs)
 
-    monkeypatch.setattr(locks, "take_xact_lock", no_lock)
-    monkeypatch.setattr(lifecycle, "apply", apply_after_both_read)
+    remove_the_lock_and_meet_before_applying(monkeypatch, parties=2, then=dispute_writes_last)
 
     deliver_like_stripe(standin, [purchase.event("dispute_created"), purchase.event("refund_full")], workers=2)
 

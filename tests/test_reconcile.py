@@ -11,11 +11,17 @@ from flask import Flask
 from sqlalchemy import Engine, text
 
 from paystore import locks
-from paystore.services import lifecycle
 from paystore.services.reconcile import reconcile
 from tests.lifecycle_events import Purchase
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, advisory_lock_holders, no_lock, paystore_cli, purchase_row, wait_until
+from tests.support import (
+    Api,
+    advisory_lock_holders,
+    paystore_cli,
+    purchase_row,
+    remove_the_lock_and_meet_before_applying,
+    wait_until,
+)
 
 
 def _age(engine: Engine, *purchase_ids: str, minutes: int = 60) -> None:
@@ -169,15 +175,7 @@ def test_negative_control_without_the_lock_both_claim_the_transition(
     purchase = Purchase.checkout(api, standin, "racer")
     standin.settle(purchase.session["id"])
     _age(engine, purchase.purchase_id)
-    barrier = threading.Barrier(2, timeout=10)
-    real_apply = lifecycle.apply
-
-    def apply_after_both_read(p: Any, learn: Any, **kwargs: Any) -> str:
-        barrier.wait()
-        return real_apply(p, learn, **kwargs)
-
-    monkeypatch.setattr(locks, "take_xact_lock", no_lock)
-    monkeypatch.setattr(lifecycle, "apply", apply_after_both_read)
+    remove_the_lock_and_meet_before_applying(monkeypatch, parties=2)
 
     rows, webhook_outcome = _race_reconcile_and_webhook(live_app, standin, engine, purchase)
 

@@ -45,15 +45,21 @@ def test_failing_handler_records_failed_and_answers_5xx(
     assert purchase_row(engine, purchase.purchase_id)["status"] == "pending"
 
 
-def test_replay_finishes_a_failed_event_and_replaying_again_changes_nothing(
-    api: Api, standin: StripeStandIn, engine: Engine, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def failed_once(api: Api, standin: StripeStandIn, monkeypatch: pytest.MonkeyPatch) -> tuple[Purchase, dict]:
+    """A completion whose first delivery hit a (since fixed) bug in the handler."""
     purchase = Purchase.checkout(api, standin, "user_1")
     event = purchase.event("completed_paid")
-    real_apply = lifecycle.apply
-    monkeypatch.setattr(lifecycle, "apply", _raise_transient)
-    assert standin.deliver(event).status_code == 500
-    monkeypatch.setattr(lifecycle, "apply", real_apply)
+    with monkeypatch.context() as patch:
+        patch.setattr(lifecycle, "apply", _raise_transient)
+        assert standin.deliver(event).status_code == 500
+    return purchase, event
+
+
+def test_replay_finishes_a_failed_event_and_replaying_again_changes_nothing(
+    failed_once: tuple[Purchase, dict], engine: Engine, cli_env: dict[str, str]
+) -> None:
+    purchase, event = failed_once
 
     listed = paystore_cli(cli_env, "events", "list", "--outcome", "failed")
     replayed = paystore_cli(cli_env, "events", "replay", event["id"])
@@ -70,15 +76,8 @@ def test_replay_finishes_a_failed_event_and_replaying_again_changes_nothing(
     assert count(engine, "SELECT count(*) FROM stripe_events") == 1
 
 
-def test_stripe_retry_also_finishes_a_failed_event(
-    api: Api, standin: StripeStandIn, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    purchase = Purchase.checkout(api, standin, "user_1")
-    event = purchase.event("completed_paid")
-    real_apply = lifecycle.apply
-    monkeypatch.setattr(lifecycle, "apply", _raise_transient)
-    assert standin.deliver(event).status_code == 500
-    monkeypatch.setattr(lifecycle, "apply", real_apply)
+def test_stripe_retry_also_finishes_a_failed_event(failed_once: tuple[Purchase, dict], standin: StripeStandIn) -> None:
+    _, event = failed_once
 
     retried = standin.deliver(event)
 

@@ -9,7 +9,6 @@ the same scenario with the lock made a no-op must show the lost sale.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,9 +17,17 @@ import requests
 from sqlalchemy import Engine, text
 
 from paystore import locks
-from paystore.services import lifecycle
 from tests.stripe_standin import StripeStandIn
-from tests.support import Api, WebhookFirst, count, no_lock, purchase_row, someone_waits_for, wait_until
+from tests.support import (
+    Api,
+    WebhookFirst,
+    count,
+    no_lock,
+    purchase_row,
+    remove_the_lock_and_meet_before_applying,
+    someone_waits_for,
+    wait_until,
+)
 
 
 def test_a_webhook_before_stripe_answers_waits_for_checkout_commit(api: Api, standin: StripeStandIn, engine: Engine) -> None:
@@ -122,15 +129,7 @@ def test_c_negative_control_without_the_lock_different_events_double_apply(
     """
     purchase_id, session = _paid_purchase(api, standin)
     events = [standin.event("checkout.session.completed", session) for _ in range(5)]
-    barrier = threading.Barrier(5, timeout=10)
-    real_apply = lifecycle.apply
-
-    def apply_after_everyone_read(purchase: Any, learn: Any, **kwargs: Any) -> str:
-        barrier.wait()
-        return real_apply(purchase, learn, **kwargs)
-
-    monkeypatch.setattr(locks, "take_xact_lock", no_lock)
-    monkeypatch.setattr(lifecycle, "apply", apply_after_everyone_read)
+    remove_the_lock_and_meet_before_applying(monkeypatch, parties=5)
 
     answers = _deliver_concurrently(standin, events)
 
