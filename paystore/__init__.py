@@ -62,10 +62,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     api.register(app)
     cli.register(app)
+    return app
+
+
+def warn_about_missing_settings(app: Flask) -> None:
+    """For the serving process: say at start-up what will not work (the CLI does not need it)."""
+    settings: Settings = app.extensions["paystore"].settings
     if not settings.api_tokens:
         log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
     if not settings.stripe_secret_key:
         log.warning("STRIPE_SECRET_KEY is unset: checkouts will fail with 502 until it is set")
     if not settings.stripe_webhook_secrets:
         log.warning("STRIPE_WEBHOOK_SECRET is unset: webhooks are answered 503 until it is set")
-    return app

@@ -1,4 +1,4 @@
-"""Settings read from the environment (names fixed by DESIGN.md)."""
+"""Settings read from the environment (names fixed by docs/DESIGN.md)."""
 
 from __future__ import annotations
 

@@ -74,6 +74,7 @@ def logging_config(level: str | None = None) -> dict[str, Any]:
         "loggers": {
             # stripe-python logs each request at INFO; paystore's own lines say what matters.
             "stripe": {"level": "WARNING"},
+            "alembic.runtime.plugins": {"level": "WARNING"},
             "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
         },

@@ -32,7 +32,6 @@ lock_timeouts = Counter("paystore_lock_timeouts_total", "Lock waits that hit loc
 checkouts = Counter("paystore_checkout_total", "POST /checkout by outcome", ["outcome"])
 stripe_latency = Histogram("paystore_stripe_request_seconds", "Stripe API call latency", ["operation"])
 stripe_errors = Counter("paystore_stripe_errors_total", "Failed Stripe API calls", ["operation", "kind"])
-reconcile_actions = Counter("paystore_reconcile_total", "Purchases examined by reconcile, by action", ["action"])
 
 
 def lock_kind(key: str) -> str:

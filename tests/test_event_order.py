@@ -2,7 +2,7 @@
 
 Many purchases, each with a realistic set of Stripe events; every set is shuffled, events are
 redelivered at random, all purchases' deliveries are interleaved and sent concurrently, and a
-5xx is retried later as Stripe does. A reference model written from DESIGN.md's state table
+5xx is retried later as Stripe does. A reference model written from docs/DESIGN.md's state table
 says what each purchase must end as. The seed is printed on failure; set PAYSTORE_TEST_SEED to
 replay a run.
 """
@@ -54,7 +54,7 @@ LEGACY = [
 
 
 def expected_status(kinds: set[str], mismatch: bool) -> str:
-    """DESIGN.md's state table, read as a function of the set of events."""
+    """docs/DESIGN.md's state table, read as a function of the set of events."""
     if mismatch and kinds & {"completed_paid", "completed_unpaid", "async_succeeded"}:  # a completion
         return "needs_review"
     if kinds & {"completed_paid", "async_succeeded"}:

@@ -1,4 +1,4 @@
-"""Every row of DESIGN.md's state table, and the moves backwards that must be refused."""
+"""Every row of docs/DESIGN.md's state table, and the moves backwards that must be refused."""
 
 from __future__ import annotations
 

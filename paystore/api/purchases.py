@@ -36,7 +36,8 @@ def purchase_json(p: Purchase) -> dict[str, Any]:
         "currency": p.currency,
         "refunded_amount": p.refunded_amount,
         "stripe_session_id": p.stripe_session_id,
-        "checkout_url": p.checkout_url,
+        # Only a pending purchase has a session the buyer can still pay.
+        "checkout_url": p.checkout_url if p.status == "pending" else None,
         "created_at": p.created_at.isoformat() if p.created_at else None,
         "completed_at": p.completed_at.isoformat() if p.completed_at else None,
     }

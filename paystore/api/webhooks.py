@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from paystore import logs, metrics
 from paystore.api import get_db
@@ -16,6 +18,9 @@ from paystore.stripe_objects import InvalidStripeObject
 bp = Blueprint("webhooks", __name__)
 
 _WEBHOOK_FAILURES = (
+    (OperationalError, "database_unavailable"),
+    (InterfaceError, "database_unavailable"),
+    (PoolTimeout, "database_unavailable"),
     (InvalidWebhook, "invalid"),
     (InvalidStripeObject, "invalid"),
     (WebhookNotConfigured, "not_configured"),

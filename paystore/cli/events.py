@@ -41,7 +41,7 @@ def list_events(outcome: str | None, since, limit: int) -> None:  # type: ignore
 def replay(event_id: str | None, all_failed: bool) -> None:
     """Run recorded events through the webhook handler again (idempotent)."""
     if bool(event_id) == all_failed:
-        raise click.UsageError("give an EVENT_ID or --failed, not both")
+        raise click.UsageError("give either an EVENT_ID or --failed")
     ext = current_app.extensions["paystore"]
     if all_failed:
         with db_session() as db:

@@ -34,9 +34,10 @@ def start_checkout(
 ) -> CheckoutResult:
     """Create the purchase and its Stripe session in one transaction, or return the open one.
 
-    Lock order is always creation lock, then purchase lock; the webhook only ever takes the
-    purchase lock, so the two cannot deadlock. A Stripe failure raises and rolls everything
-    back: no purchase row is left behind.
+    Lock order is always creation lock, then purchase lock. A webhook takes a purchase lock
+    first, and the creation lock after it only to recreate a purchase whose row does not exist,
+    which no checkout can be holding: no cycle, no deadlock. A Stripe failure raises and rolls
+    everything back: no purchase row is left behind.
     """
     with db.begin():
         program = db.get(Program, program_id)

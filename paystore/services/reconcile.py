@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from paystore import locks, metrics
+from paystore import locks
 from paystore.config import Settings
 from paystore.models import Purchase, PurchaseStatus
 from paystore.services import lifecycle
@@ -59,7 +59,6 @@ def reconcile(
     rows = []
     for purchase_id, status, session_id in candidates:
         row = _reconcile_one(db, gateway, settings, purchase_id, status, session_id, dry_run)
-        metrics.reconcile_actions.labels(row.action.split(":")[0]).inc()
         if row.repaired and not dry_run:
             log.warning(
                 "Reconcile repaired purchase %s: %s -> %s", purchase_id, row.status_before, row.status_after,

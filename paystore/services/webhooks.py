@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from paystore import locks
@@ -48,7 +49,7 @@ class _Target:
 
 
 # Expected refusals: answered 4xx/5xx with nothing recorded (Stripe retries, or the input is bad).
-_NOT_FAILURES = (locks.LockTimeout, PurchaseNotYetKnown, InvalidStripeObject, OperationalError, InterfaceError)
+_NOT_FAILURES = (locks.LockTimeout, PurchaseNotYetKnown, InvalidStripeObject, OperationalError, InterfaceError, PoolTimeout)
 
 
 def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult:
