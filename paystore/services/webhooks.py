@@ -35,17 +35,20 @@ DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
 class WebhookResult:
     outcome: str
     purchase_id: uuid.UUID | None = None
-    lock_key: str | None = None
-    lock_wait_ms: float | None = None
 
 
 @dataclass(frozen=True)
 class _Target:
-    """Which purchase an event is about, and the lock that guards it."""
+    """What an event is about (its parsed object), which purchase, and the lock that guards it."""
 
+    obj: CheckoutSession | Charge | Dispute | None = None
     lock_key: str | None = None
     purchase_id: uuid.UUID | None = None
-    legacy_session_id: str | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """A session created before paystore: no metadata.purchase_id."""
+        return isinstance(self.obj, CheckoutSession) and self.purchase_id is None
 
 
 # Expected refusals: answered 4xx/5xx with nothing recorded (Stripe retries, or the input is bad).
@@ -77,13 +80,13 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
             _log_lock(target, wait_ms)
         record = event_log.record_arrival(db, event, target.lock_key, wait_ms)
         if record is None:
-            return WebhookResult("duplicate", target.purchase_id, target.lock_key, wait_ms)
+            return WebhookResult("duplicate", target.purchase_id)
         outcome, purchase = _apply(db, settings, event, target)
         record.outcome = outcome
         record.purchase_id = purchase.id if purchase is not None else target.purchase_id
         record.processed_at = datetime.now(UTC)
         db.flush()
-    return WebhookResult(outcome, record.purchase_id, target.lock_key, wait_ms)
+    return WebhookResult(outcome, record.purchase_id)
 
 
 def _target(db: Session, event: Event) -> _Target:
@@ -91,12 +94,12 @@ def _target(db: Session, event: Event) -> _Target:
         session = CheckoutSession.from_dict(event.object)
         raw_id = session.metadata.get("purchase_id")
         if raw_id is None:
-            return _Target(locks.legacy_session_lock_key(session.id), legacy_session_id=session.id)
+            return _Target(session, locks.legacy_session_lock_key(session.id))
         try:
             purchase_id = uuid.UUID(raw_id)
         except ValueError:
             raise InvalidStripeObject("checkout.session.metadata.purchase_id is not a UUID") from None
-        return _Target(locks.purchase_lock_key(purchase_id), purchase_id=purchase_id)
+        return _Target(session, locks.purchase_lock_key(purchase_id), purchase_id)
     if event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
         obj = Charge.from_dict(event.object) if event.type in REFUND_EVENTS else Dispute.from_dict(event.object)
         purchase_id = None
@@ -105,31 +108,30 @@ def _target(db: Session, event: Event) -> _Target:
         if purchase_id is None:
             # Completion (which records the payment intent) has not been applied yet.
             raise PurchaseNotYetKnown(f"no purchase for payment intent {obj.payment_intent_id}")
-        return _Target(locks.purchase_lock_key(purchase_id), purchase_id=purchase_id)
+        return _Target(obj, locks.purchase_lock_key(purchase_id), purchase_id)
     return _Target()
 
 
 def _log_lock(target: _Target, wait_ms: float) -> None:
-    if target.legacy_session_id is not None:
+    if target.legacy:
         log.info("Using legacy lock (no purchase_id): %s (waited %.1f ms)", target.lock_key, wait_ms)
     else:
         log.info("Using unified lock: %s (waited %.1f ms)", target.lock_key, wait_ms)
 
 
 def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[str, Purchase | None]:
-    if event.type in lifecycle.SESSION_EVENTS:
-        session = CheckoutSession.from_dict(event.object)
-        purchase = _load_for_session(db, settings, target, session)
+    obj = target.obj
+    if isinstance(obj, CheckoutSession):
+        purchase = _load_for_session(db, settings, target, obj)
         if purchase is None:
-            return recovery.recover_purchase(db, settings, event.type, session, target.purchase_id)
-        learn = lifecycle.learn_from_session(event.type, session, settings.stripe_livemode)
-    elif event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
+            return recovery.recover_purchase(db, settings, event.type, obj, target.purchase_id)
+        learn = lifecycle.learn_from_session(event.type, obj, settings.stripe_livemode)
+    elif isinstance(obj, Charge):
         purchase = db.get_one(Purchase, target.purchase_id, populate_existing=True)
-        if event.type in REFUND_EVENTS:
-            learn = lifecycle.learn_from_refund(Charge.from_dict(event.object))
-        else:
-            closed = event.type == "charge.dispute.closed"
-            learn = lifecycle.learn_from_dispute(Dispute.from_dict(event.object), closed)
+        learn = lifecycle.learn_from_refund(obj)
+    elif isinstance(obj, Dispute):
+        purchase = db.get_one(Purchase, target.purchase_id, populate_existing=True)
+        learn = lifecycle.learn_from_dispute(obj, closed=event.type == "charge.dispute.closed")
     else:
         return "ignored", None
     return lifecycle.apply(purchase, learn, cause=f"{event.type} {event.id}"), purchase
