@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from paystore.db import make_engine
 from paystore.locks import advisory_key_number
 from tests.lifecycle_events import Purchase
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     STRIPE_KEY,
     TOKEN,

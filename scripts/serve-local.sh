@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make serve`: paystore on http://127.0.0.1:8000 with the embedded PostgreSQL (DATABASE_URL
-# unset) and, unless STRIPE_SECRET_KEY is set, the local Stripe stand-in from tests/.
+# unset) and, unless STRIPE_SECRET_KEY is set, the local Stripe stand-in (paystore.devtools).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -14,7 +14,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	standin_port=${STANDIN_PORT:-12111}
 	export STRIPE_SECRET_KEY=sk_test_local_standin
 	export STRIPE_API_BASE=http://127.0.0.1:$standin_port
-	"$bin/python" -m tests.stripe_standin --port "$standin_port" \
+	"$bin/python" -m paystore.devtools.stripe_standin --port "$standin_port" \
 		--webhook-url "http://127.0.0.1:$port/webhooks/stripe" --webhook-secret "$STRIPE_WEBHOOK_SECRET" &
 	standin=$!
 	trap 'kill $standin 2>/dev/null || true' EXIT

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from paystore import create_app
 from paystore.db import make_engine
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     ROOT,
     STRIPE_KEY,

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from tests.stripe_standin import StripeStandIn, stripe_id
+from paystore.devtools.stripe_standin import StripeStandIn, stripe_id
 from tests.support import Api
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 
 from paystore import locks
 from paystore.locks import advisory_key_number
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"

@@ -8,7 +8,7 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, purchase_row
 
 

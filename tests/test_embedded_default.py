@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     ROOT,
     STRIPE_KEY,

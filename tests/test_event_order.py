@@ -21,7 +21,7 @@ from tests.lifecycle_events import (
     deliver_like_stripe,
     shuffled_with_duplicates,
 )
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, purchase_row, remove_the_lock_and_meet_before_applying, wait_until
 
 SCENARIOS = [

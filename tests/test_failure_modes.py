@@ -13,7 +13,7 @@ from paystore import locks
 from paystore.config import ConfigError, Settings
 from paystore.db import sqlalchemy_url
 from tests.lifecycle_events import Purchase
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, free_port, purchase_row
 
 

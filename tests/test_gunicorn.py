@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, WebhookFirst, count, purchase_row
 
 pytestmark = pytest.mark.gunicorn

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine
 
 from tests.lifecycle_events import Purchase
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, purchase_row
 
 

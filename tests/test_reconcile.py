@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from paystore import locks
 from paystore.services.reconcile import reconcile
 from tests.lifecycle_events import Purchase
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     Api,
     advisory_lock_holders,

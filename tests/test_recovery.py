@@ -7,7 +7,7 @@ import logging
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, paystore_cli, purchase_row
 
 

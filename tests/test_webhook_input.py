@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from tests.stripe_standin import StripeStandIn, sign
+from paystore.devtools.stripe_standin import StripeStandIn, sign
 from tests.support import WEBHOOK_SECRET, count
 
 

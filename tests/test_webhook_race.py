@@ -17,7 +17,7 @@ import requests
 from sqlalchemy import Engine, text
 
 from paystore import locks
-from tests.stripe_standin import StripeStandIn
+from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     Api,
     WebhookFirst,

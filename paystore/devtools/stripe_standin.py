@@ -1,12 +1,12 @@
 """A local stand-in for the parts of the Stripe API that paystore calls, over real HTTP.
 
 paystore reaches it through stripe-python (`STRIPE_API_BASE`). Objects are copies of Stripe's
-published fixtures (tests/fixtures) filled in the way real Stripe fills them. Tests can make the
+published fixtures (paystore/devtools/fixtures) filled in the way real Stripe fills them. Tests can make the
 session-create call slow, fail (5xx) or hang past the client timeout, and can run a hook *before*
 the create call is answered, e.g. deliver the signed `checkout.session.completed` webhook to the
 app first: the worst timing real Stripe can produce. Webhooks are signed with Stripe's scheme.
 
-`python -m tests.stripe_standin --webhook-url URL` serves it for local demos: the checkout URL it
+`python -m paystore.devtools.stripe_standin --webhook-url URL` serves it for local demos: the checkout URL it
 hands out opens a page whose button "pays" and delivers the signed webhook.
 """
 
@@ -46,6 +46,14 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
+class _StandInHTTPServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: with dozens of buyers connecting at once the
+    # kernel drops SYNs and clients stall for a 1 s retransmit, which would make the load side
+    # the bottleneck of every benchmark.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def decode_form(body: str) -> dict[str, Any]:
     """Undo stripe-python's form encoding: a[b][0][c]=v -> {"a": {"b": [{"c": v}]}}."""
     root: dict[str, Any] = {}
@@ -73,8 +81,7 @@ class StripeStandIn:
         self.webhook_url = webhook_url
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="standin-deliver")
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _StandInHTTPServer(("127.0.0.1", port), self._handler_class())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._release_hung = threading.Event()
         self.reset()
