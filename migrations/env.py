@@ -7,13 +7,17 @@ the schema at head and does nothing. Both waits are bounded: the migration lock 
 PAYSTORE_MIGRATION_LOCK_TIMEOUT_MS (default 60 s), and each DDL statement's table locks by
 PAYSTORE_MIGRATION_DDL_LOCK_TIMEOUT_MS (default 5 s) so that a migration queued behind a long
 transaction cannot stall all traffic on that table.
+
+Nothing here outlives that transaction (the lock and both timeouts are transaction-scoped, no
+session SET, no startup options), so `alembic upgrade head` may run through PgBouncer in
+transaction pooling mode as well as directly against PostgreSQL.
 """
 
 import logging
 import os
 
 from alembic import context
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import TypeDecorator, create_engine, pool, text
 
 from paystore.db import sqlalchemy_url
 from paystore.locks import MIGRATION_KEY, advisory_key_number
@@ -38,10 +42,18 @@ def _timeout_ms(name: str, default: int) -> str:
     return f"{int(os.environ.get(name) or default)}ms"
 
 
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Autogenerate writes the column type's database form (UtcDateTime -> DateTime(timezone=True)),
+    so that migrations never import paystore's Python-side types."""
+    if type_ == "type" and isinstance(obj, TypeDecorator):
+        return f"sa.{obj.impl!r}"
+    return False
+
+
 def run_migrations_online() -> None:
     engine = create_engine(_database_url(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
+        context.configure(connection=connection, target_metadata=target_metadata, render_item=_render_item)
         with context.begin_transaction():
             connection.execute(
                 text("SELECT set_config('lock_timeout', :t, true)"),

@@ -31,8 +31,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
             "connect_timeout": 5,
             # The pid tells which worker holds or waits for a lock (pg_stat_activity).
             "application_name": f"paystore:{os.getpid()}",
-            # Timestamps are read and written in UTC whatever the server's TimeZone.
-            "options": "-c timezone=UTC",
+            # No startup `options` (PgBouncer refuses them) and no session SET (a transaction
+            # pooler hands the next transaction another server): timestamps are made UTC by the
+            # column type (paystore.models.UtcDateTime), whatever the session's TimeZone.
             # No server-side prepared statements: they break behind PgBouncer in transaction
             # pooling mode (before 1.21), where consecutive transactions may use other servers.
             "prepare_threshold": None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,11 +19,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     Uuid,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -76,8 +78,31 @@ class DisputeFact(StrEnum):
     LOST = "lost"
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """timestamptz that is UTC in Python whatever the session's TimeZone.
+
+    paystore sets no TimeZone (PgBouncer refuses startup options, and a SET does not follow a
+    transaction to its next server connection). psycopg returns the right instant in the
+    session's zone (or UTC, with a warning, for a zone Python does not know); this type moves
+    it to UTC. Naive datetimes are refused: PostgreSQL would read them in the session's zone.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+
 def _utc_timestamp(**kwargs: Any) -> Any:
-    return mapped_column(DateTime(timezone=True), **kwargs)
+    return mapped_column(UtcDateTime(), **kwargs)
 
 
 class Program(Base):

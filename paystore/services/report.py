@@ -1,4 +1,8 @@
-"""`paystore report locks`: the numbers the rollout plan asks for, from the event record."""
+"""`paystore report locks`: the numbers the rollout plan asks for, from the event record.
+
+Windows are exact durations in seconds, never calendar days: `timestamptz - interval '30 days'`
+follows the session's TimeZone across daylight-saving changes, and paystore does not set one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from paystore.models import UtcDateTime
 
 _BY_KIND = text(
     """
@@ -20,18 +26,19 @@ _BY_KIND = text(
            max(lock_wait_ms) AS max,
            max(received_at) AS last_seen
     FROM stripe_events
-    WHERE received_at >= now() - make_interval(days => :days)
+    WHERE received_at >= now() - make_interval(secs => :window_s)
     GROUP BY 1 ORDER BY 1
     """
-)
+).columns(last_seen=UtcDateTime)
 _TOTALS = text(
     """
     SELECT (SELECT count(*) FROM purchases
-             WHERE status IN ('pending', 'awaiting_payment') AND created_at < now() - :stuck) AS stuck,
+             WHERE status IN ('pending', 'awaiting_payment')
+               AND created_at < now() - make_interval(secs => :stuck_s)) AS stuck,
            (SELECT count(*) FROM stripe_events WHERE outcome = 'failed') AS failed,
            (SELECT max(received_at) FROM stripe_events WHERE lock_key LIKE 'webhook:session:%') AS last_legacy
     """
-)
+).columns(last_legacy=UtcDateTime)
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class LockReport:
 
 def lock_report(db: Session, days: int, stuck_after: timedelta) -> LockReport:
     with db.begin():
-        kinds = [KindStats(**row._mapping) for row in db.execute(_BY_KIND, {"days": days})]
-        totals = db.execute(_TOTALS, {"stuck": stuck_after}).one()
+        window = timedelta(days=days).total_seconds()
+        kinds = [KindStats(**row._mapping) for row in db.execute(_BY_KIND, {"window_s": window})]
+        totals = db.execute(_TOTALS, {"stuck_s": stuck_after.total_seconds()}).one()
     return LockReport(days, kinds, totals.stuck, totals.failed, totals.last_legacy)

@@ -1,0 +1,171 @@
+"""Debian's PgBouncer in transaction pooling mode in front of a PostgreSQL URL (tests, bench/).
+
+    with pgbouncer(upstream_url, pool_size=4) as pooled_url:
+        ...  # DATABASE_URL=pooled_url
+
+Every database of the upstream server is reachable under its own name (`* =` entry). Clients log
+in with SCRAM using the upstream's password (or, for a password-less upstream such as the
+embedded server, a generated one the upstream then ignores); PgBouncer reuses it towards the
+server. No startup parameter is ignored: a client that sends `options` is refused, as in
+production. Independent of pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import URL, make_url
+
+# PgBouncer refuses to run as root; it drops to this user (`-u`) when started by root.
+UNPRIVILEGED_USER = "nobody"
+
+
+class PgBouncerFailed(RuntimeError):
+    """PgBouncer exited or did not answer; the message carries the tail of its log."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _ini(upstream: URL, port: int, auth_file: Path, pool_size: int, max_client_conn: int) -> str:
+    return f"""\
+[databases]
+* = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {auth_file}
+admin_users = {upstream.username}
+pool_mode = transaction
+default_pool_size = {pool_size}
+min_pool_size = 0
+reserve_pool_size = 0
+max_client_conn = {max_client_conn}
+; Used only by session pooling; in transaction mode nothing may outlive a transaction.
+server_reset_query = DISCARD ALL
+server_reset_query_always = 0
+ignore_startup_parameters =
+log_connections = 0
+log_disconnections = 0
+"""
+
+
+def _pooled_url(upstream: URL, port: int, password: str) -> URL:
+    return upstream.set(host="127.0.0.1", port=port, password=password)
+
+
+def _answers(url: URL) -> bool:
+    try:
+        with psycopg.connect(_libpq(url), connect_timeout=2, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _give_to(user: str, *paths: Path) -> None:
+    entry = pwd.getpwnam(user)
+    for path in paths:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+@contextmanager
+def pgbouncer(
+    upstream_url: str, *, pool_size: int = 4, max_client_conn: int = 500, start_timeout_s: float = 30.0
+) -> Iterator[str]:
+    """Run PgBouncer (transaction pooling, `pool_size` server connections per database and user)
+    in front of `upstream_url`, on a free 127.0.0.1 port; yield the pooled URL, then stop it."""
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    upstream = make_url(upstream_url)
+    if not upstream.username:
+        raise ValueError("the upstream URL must name a user: PgBouncer logs in as the client's user")
+    password = upstream.password or secrets.token_urlsafe(16)
+    workdir = Path(tempfile.mkdtemp(prefix="paystore-pgbouncer-"))
+    auth_file = workdir / "userlist.txt"
+    auth_file.write_text(f"{_quote(upstream.username)} {_quote(str(password))}\n")
+    auth_file.chmod(0o600)
+    log_path = workdir / "pgbouncer.log"
+    as_root = os.geteuid() == 0
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        for _attempt in range(3):  # another process may take the free port before PgBouncer binds it
+            port = _free_port()
+            ini = workdir / "pgbouncer.ini"
+            ini.write_text(_ini(upstream, port, auth_file, pool_size, max_client_conn))
+            if as_root:
+                _give_to(UNPRIVILEGED_USER, workdir, auth_file, ini)
+            args = [exe, *(["-u", UNPRIVILEGED_USER] if as_root else []), str(ini)]
+            with open(log_path, "ab") as log:
+                proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+            url = _pooled_url(upstream, port, str(password))
+            if _wait_until_it_answers(proc, url, start_timeout_s):
+                break
+            _stop(proc)
+            proc = None
+        if proc is None:
+            raise PgBouncerFailed(f"PgBouncer did not start:\n{log_path.read_text()[-3000:]}")
+        yield url.render_as_string(hide_password=False)
+    finally:
+        if proc is not None:
+            _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_until_it_answers(proc: subprocess.Popen[bytes], url: URL, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if _answers(url):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT would wait for clients to leave (safe shutdown); SIGTERM closes everything now."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def admin_console(pooled_url: str, command: str) -> list[dict[str, Any]]:
+    """Run a PgBouncer console command (`SHOW POOLS`, `SHOW SERVERS`, ...) and return its rows.
+
+    The console speaks only the simple query protocol: psycopg's ClientCursor uses it."""
+    url = make_url(pooled_url).set(database="pgbouncer")
+    with psycopg.connect(_libpq(url), autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+        cursor = conn.execute(command)
+        names = [column.name for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
