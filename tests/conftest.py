@@ -14,8 +14,10 @@ from werkzeug.serving import make_server
 
 from paystore import create_app
 from paystore.db import make_engine
+from paystore.devtools.pgbouncer import pgbouncer
 from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
+    PGBOUNCER_POOL_SIZE,
     ROOT,
     STRIPE_KEY,
     TOKEN,
@@ -45,6 +47,13 @@ def database_url(server_url: str) -> str:
     """The test database, migrated the way ops do it: `alembic upgrade head` from the repo root."""
     migrate_with_alembic(server_url)
     return server_url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_url(database_url: str) -> Iterator[str]:
+    """Debian's PgBouncer, transaction pooling, in front of the test database."""
+    with pgbouncer(database_url, pool_size=PGBOUNCER_POOL_SIZE) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"
 WEBHOOK_SECRET = "whsec_test_standin_5b1e"
 STRIPE_KEY = "sk_test_standin_c0ffee"
+# PgBouncer's server connections per database: fewer than the two gunicorn masters of
+# test_pgbouncer hold client connections, so that PgBouncer must really share them.
+PGBOUNCER_POOL_SIZE = 4
 PROGRAMS = [
     ("prog_py101", "Python 101", 4900, "usd"),
     ("prog_rust", "Rust for Pythonistas", 9900, "eur"),

@@ -47,10 +47,23 @@ def _quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
+def _server_address(upstream: URL) -> tuple[str, int]:
+    """Host (or Unix socket directory, e.g. the embedded server's) and port of the upstream."""
+    host = upstream.host or str(upstream.query.get("host") or "127.0.0.1")
+    if upstream.port:
+        port = upstream.port
+    else:  # a socket-only URL names no port; the socket's file name still depends on it
+        with psycopg.connect(libpq_url(upstream), autocommit=True) as conn:
+            port = int(conn.execute("SHOW port").fetchone()[0])  # type: ignore[index]
+    # PgBouncer may resolve "localhost" to ::1 first, where a published container port may not be.
+    return ("127.0.0.1" if host == "localhost" else host), port
+
+
 def _ini(upstream: URL, port: int, auth_file: Path, pool_size: int, max_client_conn: int) -> str:
+    server_host, server_port = _server_address(upstream)
     return f"""\
 [databases]
-* = host={upstream.host or '127.0.0.1'} port={upstream.port or 5432}
+* = host={server_host} port={server_port}
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -74,20 +87,22 @@ log_disconnections = 0
 
 
 def _pooled_url(upstream: URL, port: int, password: str) -> URL:
-    return upstream.set(host="127.0.0.1", port=port, password=password)
+    query = {k: v for k, v in upstream.query.items() if k != "host"}
+    return upstream.set(host="127.0.0.1", port=port, password=password, query=query)
 
 
 def _answers(url: URL) -> bool:
     try:
-        with psycopg.connect(_libpq(url), connect_timeout=2, autocommit=True) as conn:
+        with psycopg.connect(libpq_url(url), connect_timeout=2, autocommit=True) as conn:
             conn.execute("SELECT 1")
         return True
     except psycopg.Error:
         return False
 
 
-def _libpq(url: URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_url(url: URL | str) -> str:
+    """The URL as libpq and psycopg.connect() take it (no SQLAlchemy driver suffix)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _give_to(user: str, *paths: Path) -> None:
@@ -165,7 +180,7 @@ def admin_console(pooled_url: str, command: str) -> list[dict[str, Any]]:
 
     The console speaks only the simple query protocol: psycopg's ClientCursor uses it."""
     url = make_url(pooled_url).set(database="pgbouncer")
-    with psycopg.connect(_libpq(url), autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+    with psycopg.connect(libpq_url(url), autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
         cursor = conn.execute(command)
         names = [column.name for column in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
