@@ -81,6 +81,8 @@ max_client_conn = {max_client_conn}
 server_reset_query = DISCARD ALL
 server_reset_query_always = 0
 ignore_startup_parameters =
+; A failed server login is retried after 1 s, not 15 s: tests wait for it.
+server_login_retry = 1
 log_connections = 0
 log_disconnections = 0
 """
