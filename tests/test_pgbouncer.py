@@ -24,7 +24,17 @@ from paystore import locks
 from paystore.db import make_engine, sqlalchemy_url
 from paystore.devtools.pgbouncer import admin_console, libpq_url, pgbouncer
 from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import PGBOUNCER_POOL_SIZE, ROOT, Api, WebhookFirst, advisory_lock_holders, count, gunicorn_server, purchase_row, wait_until
+from tests.support import (
+    PGBOUNCER_POOL_SIZE,
+    ROOT,
+    Api,
+    WebhookFirst,
+    advisory_lock_holders,
+    count,
+    gunicorn_server,
+    purchase_row,
+    wait_until,
+)
 
 pytestmark = pytest.mark.gunicorn
 

@@ -158,7 +158,11 @@ def test_newest_first_across_the_daylight_saving_fall_back(
 def _days_across_one_chatham_transition() -> int:
     """A window length in days whose start and end have different Chatham UTC offsets."""
     zone, now = ZoneInfo(CHATHAM), datetime.now(UTC)
-    return next(n for n in range(1, 400) if now.astimezone(zone).utcoffset() != (now - timedelta(days=n)).astimezone(zone).utcoffset())
+
+    def offset(at: datetime) -> timedelta | None:
+        return at.astimezone(zone).utcoffset()
+
+    return next(n for n in range(1, 400) if offset(now) != offset(now - timedelta(days=n)))
 
 
 def _insert_at_window_edge(conn: Any, hours: int, *, minutes: int) -> None:
@@ -175,7 +179,9 @@ def _insert_at_window_edge(conn: Any, hours: int, *, minutes: int) -> None:
                                   'none', 0)"""), params)
 
 
-def test_report_windows_are_exact_days_whatever_the_zone(clean_zone: Engine, zone_database: tuple[str, str], cli_env: dict[str, str]) -> None:
+def test_report_windows_are_exact_days_whatever_the_zone(
+    clean_zone: Engine, zone_database: tuple[str, str], cli_env: dict[str, str]
+) -> None:
     """`--days N` and `--stuck-after Nd` mean N x 24 h. Counted in calendar days of a zone whose
     offset changed inside the window, the edge would move by an hour: one of the two rows 30
     minutes either side of it would be misplaced."""

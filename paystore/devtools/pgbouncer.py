@@ -29,7 +29,6 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL, make_url
 
-# PgBouncer refuses to run as root; it drops to this user (`-u`) when started by root.
 UNPRIVILEGED_USER = "nobody"
 
 
@@ -59,8 +58,9 @@ def _server_address(upstream: URL) -> tuple[str, int]:
     return ("127.0.0.1" if host == "localhost" else host), port
 
 
-def _ini(upstream: URL, port: int, auth_file: Path, pool_size: int, max_client_conn: int) -> str:
-    server_host, server_port = _server_address(upstream)
+def _ini(
+    user: str, server_host: str, server_port: int, port: int, auth_file: Path, pool_size: int, max_client_conn: int
+) -> str:
     return f"""\
 [databases]
 * = host={server_host} port={server_port}
@@ -71,7 +71,7 @@ listen_port = {port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = {auth_file}
-admin_users = {upstream.username}
+admin_users = {user}
 pool_mode = transaction
 default_pool_size = {pool_size}
 min_pool_size = 0
@@ -113,6 +113,19 @@ def _give_to(user: str, *paths: Path) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _run_as(server_host: str) -> str | None:
+    """PgBouncer refuses to run as root: started by root it drops to another user (`-u`). For an
+    upstream on a Unix socket (the embedded server) that is the socket directory's owner, the
+    only user sure to reach it; otherwise `nobody`."""
+    if os.geteuid() != 0:
+        return None
+    if server_host.startswith("/"):
+        owner = pwd.getpwuid(os.stat(server_host).st_uid).pw_name
+        if owner != "root":
+            return owner
+    return UNPRIVILEGED_USER
+
+
 @contextmanager
 def pgbouncer(
     upstream_url: str, *, pool_size: int = 4, max_client_conn: int = 500, start_timeout_s: float = 30.0
@@ -123,31 +136,33 @@ def pgbouncer(
     upstream = make_url(upstream_url)
     if not upstream.username:
         raise ValueError("the upstream URL must name a user: PgBouncer logs in as the client's user")
+    server_host, server_port = _server_address(upstream)
+    run_as = _run_as(server_host)
     password = upstream.password or secrets.token_urlsafe(16)
     workdir = Path(tempfile.mkdtemp(prefix="paystore-pgbouncer-"))
-    auth_file = workdir / "userlist.txt"
+    auth_file, ini, log_path = workdir / "userlist.txt", workdir / "pgbouncer.ini", workdir / "pgbouncer.log"
     auth_file.write_text(f"{_quote(upstream.username)} {_quote(str(password))}\n")
     auth_file.chmod(0o600)
-    log_path = workdir / "pgbouncer.log"
-    as_root = os.geteuid() == 0
     proc: subprocess.Popen[bytes] | None = None
     try:
         for _attempt in range(3):  # another process may take the free port before PgBouncer binds it
             port = _free_port()
-            ini = workdir / "pgbouncer.ini"
-            ini.write_text(_ini(upstream, port, auth_file, pool_size, max_client_conn))
-            if as_root:
-                _give_to(UNPRIVILEGED_USER, workdir, auth_file, ini)
-            args = [exe, *(["-u", UNPRIVILEGED_USER] if as_root else []), str(ini)]
+            ini.write_text(_ini(upstream.username, server_host, server_port, port, auth_file, pool_size, max_client_conn))
+            if run_as:
+                _give_to(run_as, workdir, auth_file, ini)
             with open(log_path, "ab") as log:
-                proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+                proc = subprocess.Popen(
+                    [exe, *(["-u", run_as] if run_as else []), str(ini)], stdout=log, stderr=log, start_new_session=True
+                )
             url = _pooled_url(upstream, port, str(password))
             if _wait_until_it_answers(proc, url, start_timeout_s):
                 break
-            _stop(proc)
+            if proc.poll() is None:  # running but unable to reach the upstream: retrying will not help
+                break
             proc = None
-        if proc is None:
-            raise PgBouncerFailed(f"PgBouncer did not start:\n{log_path.read_text()[-3000:]}")
+        if proc is None or not _answers(url):
+            raise PgBouncerFailed(f"PgBouncer did not start or cannot reach {server_host}:{server_port}:\n"
+                                  + log_path.read_text()[-3000:])
         yield url.render_as_string(hide_password=False)
     finally:
         if proc is not None:
