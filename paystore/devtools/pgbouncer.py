@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
 
 UNPRIVILEGED_USER = "nobody"
@@ -103,8 +104,14 @@ def _answers(url: URL) -> bool:
 
 
 def libpq_url(url: URL | str) -> str:
-    """The URL as libpq and psycopg.connect() take it (no SQLAlchemy driver suffix)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    """The URL as a libpq conninfo string for psycopg.connect() (SQLAlchemy's rendering leaves
+    characters such as spaces unescaped, which libpq refuses)."""
+    parsed = make_url(url)
+    params = {key: value for key, value in parsed.query.items() if isinstance(value, str)}
+    given = {"host": parsed.host, "port": parsed.port, "user": parsed.username, "password": parsed.password,
+             "dbname": parsed.database}
+    params.update({key: value for key, value in given.items() if value not in (None, "")})
+    return make_conninfo(**params)
 
 
 def _give_to(user: str, *paths: Path) -> None:
