@@ -6,15 +6,19 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+# Heavy imports wait for create_app: gunicorn.conf.py imports paystore.config and paystore.logs
+# in the master, and a gevent worker must patch the standard library before requests, ssl and
+# psycopg are imported.
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
-from paystore.config import Settings
-from paystore.db import make_engine, make_session_factory
-from paystore.stripe_gateway import StripeGateway
+    from paystore.config import Settings
+    from paystore.services.checkout import CheckoutSlots
+    from paystore.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +31,18 @@ class Paystore:
     engine: Engine
     session_factory: sessionmaker[Session]
     gateway: StripeGateway
+    checkout_slots: CheckoutSlots
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app. `test_config` overrides Settings fields by name (tests only)."""
+    from flask import Flask
+
     from paystore import api, cli, migrate
+    from paystore.config import Settings
+    from paystore.db import make_engine, make_session_factory
+    from paystore.services.checkout import CheckoutSlots
+    from paystore.stripe_gateway import StripeGateway
 
     instance_path = os.environ.get("PAYSTORE_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
@@ -48,7 +59,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database_url = embedded_database_url(app.instance_path)
         migrate.upgrade_to_head(database_url)
 
-    engine = make_engine(database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    # One connection per thread, no overflow: a request never waits for a connection.
+    engine = make_engine(database_url, pool_size=settings.threads, max_overflow=0)
     app.extensions["paystore"] = Paystore(
         settings=settings,
         engine=engine,
@@ -59,6 +71,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             api_base=settings.stripe_api_base,
             timeout_s=settings.stripe_timeout_s,
         ),
+        checkout_slots=CheckoutSlots(settings.checkout_limit),
     )
     api.register(app)
     cli.register(app)
@@ -68,6 +81,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def warn_about_missing_settings(app: Flask) -> None:
     """For the serving process: say at start-up what will not work (the CLI does not need it)."""
     settings: Settings = app.extensions["paystore"].settings
+    if settings.checkout_limit >= settings.threads:
+        log.warning("PAYSTORE_CHECKOUT_SLOTS >= PAYSTORE_THREADS: checkouts can take every thread and starve webhooks")
     if not settings.api_tokens:
         log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
     if not settings.stripe_secret_key:
