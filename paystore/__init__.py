@@ -70,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             settings.stripe_webhook_secrets,
             api_base=settings.stripe_api_base,
             timeout_s=settings.stripe_timeout_s,
+            max_connections=settings.threads,
         ),
         checkout_slots=CheckoutSlots(settings.checkout_limit),
     )
