@@ -6,19 +6,16 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-# Heavy imports wait for create_app: gunicorn.conf.py imports paystore.config and paystore.logs
-# in the master, and a gevent worker must patch the standard library before requests, ssl and
-# psycopg are imported.
-if TYPE_CHECKING:
-    from flask import Flask
-    from sqlalchemy import Engine
-    from sqlalchemy.orm import Session, sessionmaker
+from flask import Flask
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
-    from paystore.config import Settings
-    from paystore.services.checkout import CheckoutSlots
-    from paystore.stripe_gateway import StripeGateway
+from paystore.config import Settings
+from paystore.db import make_engine, make_session_factory
+from paystore.services.checkout import CheckoutSlots
+from paystore.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +33,7 @@ class Paystore:
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the WSGI app. `test_config` overrides Settings fields by name (tests only)."""
-    from flask import Flask
-
     from paystore import api, cli, migrate
-    from paystore.config import Settings
-    from paystore.db import make_engine, make_session_factory
-    from paystore.services.checkout import CheckoutSlots
-    from paystore.stripe_gateway import StripeGateway
 
     instance_path = os.environ.get("PAYSTORE_INSTANCE_PATH")
     app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
