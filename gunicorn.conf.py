@@ -3,19 +3,31 @@
 Every value can be set from the environment. The worker timeout must exceed the longest thing a
 request can wait for: two lock waits (PAYSTORE_LOCK_TIMEOUT_MS, creation and purchase lock)
 plus two Stripe calls (PAYSTORE_STRIPE_TIMEOUT_S); otherwise gunicorn would kill a worker that is
-about to answer correctly, and its transaction would roll back.
+about to answer correctly, and its transaction would roll back. (gthread and gevent workers
+heartbeat from their main loop, so there it bounds a stuck process rather than one request; the
+same bound stays right for GUNICORN_WORKER_CLASS=sync and for the graceful shutdown below.)
+
+Worker model (docs/capacity.md): a checkout holds its transaction, and so a thread and one
+connection, across the Stripe create call. gthread workers, one process per core, each with
+PAYSTORE_THREADS threads; the same number sizes each process's connection pool (paystore/config.py),
+so a thread never waits for a connection.
 """
 
 import os
 import shutil
 import tempfile
 
+from paystore.config import threads_from_env
+
 _lock_s = int(os.environ.get("PAYSTORE_LOCK_TIMEOUT_MS") or 10_000) / 1000
 _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS") or 2 * (os.cpu_count() or 1) + 1)
-worker_class = "sync"
+# Threads, not processes, wait on Stripe: one process per core is enough to use the CPUs.
+workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
+threads = threads_from_env()  # gthread: threads per process; also the pool size
+worker_connections = threads  # gevent: greenlets per process, likewise bounded by the pool
 # The longest request: checkout of a lapsed session (two lock waits, two Stripe calls).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + 2 * _stripe_s + 10)
 # On SIGTERM a worker finishes the request in hand, so its transaction commits (or rolls back)

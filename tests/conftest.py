@@ -94,9 +94,8 @@ def app_settings(test_database_url: str, standin: StripeStandIn, **overrides: An
         "api_tokens": (TOKEN,),
         "lock_timeout_ms": 5000,
         "stripe_timeout_s": 2.0,
-        # The in-process server is threaded: many requests at once, unlike a sync gunicorn worker.
-        "db_pool_size": 10,
-        "db_max_overflow": 10,
+        # The in-process server starts a thread per request: room for the concurrent tests.
+        "threads": 24,
         **overrides,
     }
 

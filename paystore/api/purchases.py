@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from paystore import logs, metrics
 from paystore.api import get_db
 from paystore.api.auth import require_token
-from paystore.api.errors import ApiError
+from paystore.api.errors import RETRY_AFTER_S, ApiError, error_response
 from paystore.locks import LockTimeout
 from paystore.models import Purchase
 from paystore.services import checkout, purchases
@@ -64,7 +64,13 @@ _CHECKOUT_FAILURES = (
     (CheckoutConflict, "conflict"),
     (StripeUnavailable, "stripe_failed"),
     (LockTimeout, "lock_timeout"),
+    (checkout.Overloaded, "overloaded"),
 )
+
+
+@bp.errorhandler(checkout.Overloaded)
+def overloaded(exc: checkout.Overloaded) -> ResponseReturnValue:
+    return error_response(503, "overloaded", f"{exc}; retry shortly", RETRY_AFTER_S)
 
 
 @bp.post("/checkout")
@@ -72,7 +78,8 @@ def create_checkout() -> ResponseReturnValue:
     ext = current_app.extensions["paystore"]
     try:
         user_id, program_id = _checkout_body()
-        result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
+        with ext.checkout_slots.take():
+            result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
     except Exception as exc:
         outcome = next((name for kind, name in _CHECKOUT_FAILURES if isinstance(exc, kind)), "error")
         metrics.checkouts.labels(outcome).inc()

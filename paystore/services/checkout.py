@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,6 +24,28 @@ from paystore.stripe_gateway import CheckoutRequest, StripeGateway
 log = logging.getLogger(__name__)
 
 ACTIVE_PURCHASE_INDEX = "uq_purchases_one_active_per_user_program"
+
+
+class Overloaded(Exception):
+    """Every checkout slot of this process is taken: answer 503 at once, never queue."""
+
+
+class CheckoutSlots:
+    """A per-process bound on in-flight checkouts (each holds a thread and a connection across
+    the Stripe call), so that webhooks, reads and health checks always find a free thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def take(self) -> Iterator[None]:
+        if not self._free.acquire(blocking=False):
+            raise Overloaded(f"all {self.limit} checkout slots of this process are busy")
+        try:
+            yield
+        finally:
+            self._free.release()
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -15,15 +16,17 @@ from paystore.stripe_objects import Event
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
+_EVENTS = StripeEvent.__table__
 
 
-def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: float | None) -> StripeEvent | None:
-    """Insert the event's record; None if this event id was already handled.
+def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: float | None) -> int | None:
+    """Insert the event's record and return its id; None if this event id was already handled.
 
     A record left `failed` by an earlier attempt is taken over instead: this attempt may finish it.
+    Core statements, not ORM objects: the record is written, never read back, on the hot path.
     """
     inserted = db.scalar(
-        insert(StripeEvent)
+        insert(_EVENTS)
         .values(
             stripe_event_id=event.id,
             type=event.type,
@@ -33,21 +36,30 @@ def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: flo
             lock_wait_ms=wait_ms,
         )
         .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(StripeEvent.id)
+        .returning(_EVENTS.c.id)
     )
     if inserted is not None:
-        return db.get_one(StripeEvent, inserted)
-    earlier = db.scalars(
-        select(StripeEvent)
-        .where(StripeEvent.stripe_event_id == event.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        return inserted
+    earlier = db.execute(
+        select(_EVENTS.c.id, _EVENTS.c.outcome).where(_EVENTS.c.stripe_event_id == event.id).with_for_update()
     ).one()
     if earlier.outcome != FAILED:
         return None
-    earlier.attempts += 1
-    earlier.lock_key, earlier.lock_wait_ms, earlier.error = lock_key, wait_ms, None
-    return earlier
+    db.execute(
+        update(_EVENTS)
+        .where(_EVENTS.c.id == earlier.id)
+        .values(attempts=_EVENTS.c.attempts + 1, lock_key=lock_key, lock_wait_ms=wait_ms, error=None)
+    )
+    return earlier.id
+
+
+def record_outcome(db: Session, record_id: int, outcome: str, purchase_id: uuid.UUID | None) -> None:
+    """Finish the record in the transaction of the event's effect."""
+    db.execute(
+        update(_EVENTS)
+        .where(_EVENTS.c.id == record_id)
+        .values(outcome=outcome, purchase_id=purchase_id, processed_at=datetime.now(UTC))
+    )
 
 
 def record_failure(db: Session, event: Event, exc: Exception) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -78,15 +77,14 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         if target.lock_key is not None:
             wait_ms = locks.take_xact_lock(db, target.lock_key, settings.lock_timeout_ms)
             _log_lock(target, wait_ms)
-        record = event_log.record_arrival(db, event, target.lock_key, wait_ms)
-        if record is None:
+        record_id = event_log.record_arrival(db, event, target.lock_key, wait_ms)
+        if record_id is None:
             return WebhookResult("duplicate", target.purchase_id)
         outcome, purchase = _apply(db, settings, event, target)
-        record.outcome = outcome
-        record.purchase_id = purchase.id if purchase is not None else target.purchase_id
-        record.processed_at = datetime.now(UTC)
-        db.flush()
-    return WebhookResult(outcome, record.purchase_id)
+        purchase_id = purchase.id if purchase is not None else target.purchase_id
+        db.flush()  # the purchase's change goes through the ORM (its flush listeners see it)
+        event_log.record_outcome(db, record_id, outcome, purchase_id)
+    return WebhookResult(outcome, purchase_id)
 
 
 def _target(db: Session, event: Event) -> _Target:

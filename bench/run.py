@@ -1,0 +1,147 @@
+"""One measured configuration: an app served by gunicorn, the stand-in at a given latency, and
+buyers running checkout + webhook pairs for a fixed time. Returns the figures, prints nothing."""
+
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from sqlalchemy import Engine, text
+
+from bench.load import BuyerResults, run_buyers
+from bench.serve import Instance, ServerModel, serve_instances
+from paystore.devtools.stripe_standin import StripeStandIn
+from tests.support import TOKEN, WEBHOOK_SECRET, reset_database
+
+
+@dataclass
+class Figures:
+    label: str
+    model: ServerModel
+    latency_ms: int
+    buyers: int
+    seconds: float
+    load: BuyerResults
+    lock_wait_ms: list[float]
+    not_completed: int
+    double_transitions: int
+    peak_connections: int
+    rss_mb: list[float]
+    app_cpu_s: float
+    db_cpu_s: float
+    load_cpu_s: float
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.load.pairs / self.seconds
+
+    @property
+    def cpu_ms_per_pair(self) -> float:
+        return (self.app_cpu_s + self.db_cpu_s) * 1000 / max(1, self.load.pairs)
+
+    @property
+    def app_cpu_ms_per_pair(self) -> float:
+        return self.app_cpu_s * 1000 / max(1, self.load.pairs)
+
+
+def pct(samples: list[float], p: int) -> float:
+    if len(samples) < 2:
+        return samples[0] if samples else float("nan")
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+class _Sampler:
+    """Peak connections to the bench database (pg_stat_activity) and the CPU of every process
+    that serves a pair: gunicorn workers, their PostgreSQL backends, the load side."""
+
+    def __init__(self, engine: Engine, instances: list[Instance]) -> None:
+        self.engine, self.instances = engine, instances
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self.engine.connect() as conn:
+            while not self._stop.wait(0.05):
+                n = conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                     " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"))
+                conn.rollback()  # pg_stat_activity is a snapshot per transaction: take a new one
+                self.peak = max(self.peak, int(n or 0))
+
+    def backends(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                          " AND (application_name LIKE 'paystore:%' OR application_name LIKE 'bare:%')")))
+
+    def cpu(self) -> tuple[float, float, float]:
+        """Seconds of CPU so far: app workers, their backends, load side (this process + children)."""
+        def total(procs: list[psutil.Process]) -> float:
+            s = 0.0
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                    s += times.user + times.system
+                except psutil.Error:
+                    pass
+            return s
+
+        workers = [w for i in self.instances for w in i.workers()]
+        backends = [psutil.Process(pid) for pid in self.backends() if psutil.pid_exists(pid)]
+        me = psutil.Process()
+        return total(workers), total(backends), total([me, *me.children(recursive=True)])
+
+    def __enter__(self) -> _Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(
+    label: str, app: str, model: ServerModel, *, latency_ms: int, buyers: int, seconds: float, load_procs: int,
+    database_url: str, engine: Engine, standin: StripeStandIn, env: dict[str, str], log_path: Path, instances: int = 1,
+) -> Figures:
+    reset_database(engine)
+    standin.reset()
+    standin.create_delay_s = latency_ms / 1000
+    with serve_instances(app, database_url, env, model, log_path, instances) as served:
+        urls = [i.url for i in served]
+        warmup = 2.0 + 0.5 * load_procs  # process start, connections, pools
+        start_at = time.time() + warmup
+        stop_at = start_at + seconds
+        procs = min(load_procs, buyers)
+        shares = [buyers // procs + (1 if n < buyers % procs else 0) for n in range(procs)]
+        with _Sampler(engine, served) as sampler, ProcessPoolExecutor(
+            procs, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
+            futures = [pool.submit(run_buyers, n, urls, share, TOKEN, WEBHOOK_SECRET, start_at, stop_at)
+                       for n, share in enumerate(shares)]
+            time.sleep(max(0.0, start_at - time.time()))
+            before = sampler.cpu()
+            time.sleep(max(0.0, stop_at - time.time()))
+            after = sampler.cpu()
+            load = BuyerResults()
+            for future in futures:
+                load.merge(future.result())
+        rss = sorted(w.memory_info().rss / 2**20 for i in served for w in i.workers())
+    with engine.connect() as conn:
+        ids = load.purchase_ids
+        waits = list(conn.scalars(text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}))
+        not_completed = conn.scalar(text("SELECT count(*) FROM purchases WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'completed'"),
+                                    {"ids": ids})
+        doubles = conn.scalar(text("SELECT count(*) FROM (SELECT purchase_id FROM stripe_events WHERE outcome = 'completed'"
+                                   " GROUP BY purchase_id HAVING count(*) > 1) d"))
+    return Figures(
+        label=label, model=model, latency_ms=latency_ms, buyers=buyers, seconds=seconds, load=load,
+        lock_wait_ms=[w for w in waits if w is not None], not_completed=int(not_completed or 0),
+        double_transitions=int(doubles or 0), peak_connections=sampler.peak, rss_mb=rss,
+        app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2],
+    )
