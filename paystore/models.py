@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -204,6 +204,10 @@ class Notification(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Declared so that a flush writes the purchase before its notification: the other order
+    # takes the foreign key's row lock on the purchase first, and two writers of one purchase
+    # (were its lock ever bypassed) would deadlock instead of queueing.
+    purchase: Mapped[Purchase] = relationship(lazy="raise")
 
     __table_args__ = (
         Index("ix_notifications_purchase_id_created_at", "purchase_id", "created_at"),
