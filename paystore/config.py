@@ -59,7 +59,7 @@ class Settings:
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     stripe_api_base: str | None = None
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
-    success_url: str = "http://localhost:8000/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    success_url: str = "http://localhost:8000/checkout/return?session_id={CHECKOUT_SESSION_ID}"
     cancel_url: str = "http://localhost:8000/checkout/cancel"
     lock_timeout_ms: int = 10_000
     stripe_timeout_s: float = 10.0
@@ -71,6 +71,11 @@ class Settings:
     # its thread and connection across the Stripe call; the rest stay free for webhooks, reads
     # and health checks, and a checkout beyond the share is answered 503 `overloaded` at once.
     checkout_slots: int = 0
+    # The shop's page the buyer's return redirects to (None: paystore's own result page).
+    return_url: str | None = None
+    # Where notifications are POSTed, and the secrets that sign them (several during rotation).
+    notify_url: str | None = field(default=None, repr=False)
+    notify_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def stripe_livemode(self) -> bool:
@@ -98,6 +103,9 @@ class Settings:
             stripe_timeout_s=_float(env, "PAYSTORE_STRIPE_TIMEOUT_S", defaults.stripe_timeout_s),
             threads=threads_from_env(env),
             checkout_slots=_int(env, "PAYSTORE_CHECKOUT_SLOTS", defaults.checkout_slots, 0),
+            return_url=env.get("PAYSTORE_RETURN_URL") or None,
+            notify_url=env.get("PAYSTORE_NOTIFY_URL") or None,
+            notify_secrets=_split_list(env.get("PAYSTORE_NOTIFY_SECRET")),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

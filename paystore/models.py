@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -205,3 +205,41 @@ class StripeEvent(Base):
     lock_wait_ms: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    """One message to the shop about a purchase status change (the transactional outbox).
+
+    Written in the transaction that changes the status (paystore.services.outbox), so it exists
+    if and only if the change was committed; the deliverer sends it at least once afterwards.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    # The exact bytes that are signed and sent, fixed when the change commits.
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _utc_timestamp()
+    next_attempt_at: Mapped[datetime] = _utc_timestamp()
+    give_up_at: Mapped[datetime] = _utc_timestamp()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = _utc_timestamp()
+    dead_at: Mapped[datetime | None] = _utc_timestamp()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Declared so that a flush writes the purchase before its notification: the other order
+    # takes the foreign key's row lock on the purchase first, and two writers of one purchase
+    # (were its lock ever bypassed) would deadlock instead of queueing.
+    purchase: Mapped[Purchase] = relationship(lazy="raise")
+
+    __table_args__ = (
+        Index("ix_notifications_purchase_id_created_at", "purchase_id", "created_at"),
+        # The deliverer's claim query and the backlog metrics read only undelivered rows.
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
+        ),
+    )

@@ -80,7 +80,7 @@ def clean_zone(zone_engine: Engine) -> Engine:
 def _serve(database_url: str, standin: StripeStandIn) -> Iterator[str]:
     app = create_app({
         "database_url": database_url, "stripe_secret_key": STRIPE_KEY, "stripe_webhook_secrets": (WEBHOOK_SECRET,),
-        "stripe_api_base": standin.base_url, "api_tokens": (TOKEN,), "db_pool_size": 4, "db_max_overflow": 4,
+        "stripe_api_base": standin.base_url, "api_tokens": (TOKEN,), "threads": 8,
     })
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
