@@ -54,7 +54,7 @@ class Settings:
     stripe_webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
     stripe_api_base: str | None = None
     api_tokens: tuple[str, ...] = field(default=(), repr=False)
-    success_url: str = "http://localhost:8000/checkout/success?session_id={CHECKOUT_SESSION_ID}"
+    success_url: str = "http://localhost:8000/checkout/return?session_id={CHECKOUT_SESSION_ID}"
     cancel_url: str = "http://localhost:8000/checkout/cancel"
     lock_timeout_ms: int = 10_000
     stripe_timeout_s: float = 10.0
@@ -62,6 +62,11 @@ class Settings:
     # the spare one serves /metrics' database gauge and the failed-event record.
     db_pool_size: int = 2
     db_max_overflow: int = 2
+    # The shop's page the buyer's return redirects to (None: paystore's own result page).
+    return_url: str | None = None
+    # Where notifications are POSTed, and the secrets that sign them (several during rotation).
+    notify_url: str | None = field(default=None, repr=False)
+    notify_secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def stripe_livemode(self) -> bool:
@@ -84,6 +89,9 @@ class Settings:
             stripe_timeout_s=_float(env, "PAYSTORE_STRIPE_TIMEOUT_S", defaults.stripe_timeout_s),
             db_pool_size=_int(env, "PAYSTORE_DB_POOL_SIZE", defaults.db_pool_size, 1),
             db_max_overflow=_int(env, "PAYSTORE_DB_MAX_OVERFLOW", defaults.db_max_overflow, 0),
+            return_url=env.get("PAYSTORE_RETURN_URL") or None,
+            notify_url=env.get("PAYSTORE_NOTIFY_URL") or None,
+            notify_secrets=_split_list(env.get("PAYSTORE_NOTIFY_SECRET")),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

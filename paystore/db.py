@@ -8,6 +8,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from paystore.services import outbox
+
 
 def sqlalchemy_url(url: str) -> str:
     """Accept the usual `postgres://` / `postgresql://` URLs and pick the psycopg 3 driver."""
@@ -43,4 +45,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # autobegin=False: a query outside `with db.begin():` fails loudly instead of silently
     # opening a transaction that nobody commits.
-    return sessionmaker(engine, autobegin=False, expire_on_commit=False)
+    factory = sessionmaker(engine, autobegin=False, expire_on_commit=False)
+    # Why here: every session of the app comes from this factory, so every purchase status
+    # change, whichever path makes it, writes the shop's notification in its own transaction.
+    outbox.record_status_changes(factory)
+    return factory

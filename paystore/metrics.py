@@ -19,6 +19,7 @@ from prometheus_client.registry import REGISTRY, Collector
 from sqlalchemy import Engine, text
 
 from paystore.models import PurchaseStatus
+from paystore.notification_metrics import NotificationBacklog
 
 LOCK_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -66,4 +67,5 @@ def render(engine: Engine) -> tuple[bytes, str]:
         counted = generate_latest(REGISTRY)  # a single process: its own metrics
     database = CollectorRegistry()
     database.register(PurchasesByState(engine))
+    database.register(NotificationBacklog(engine))
     return counted + generate_latest(database), CONTENT_TYPE_LATEST

@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -180,3 +180,41 @@ class StripeEvent(Base):
     lock_wait_ms: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    """One message to the shop about a purchase status change (the transactional outbox).
+
+    Written in the transaction that changes the status (paystore.services.outbox), so it exists
+    if and only if the change was committed; the deliverer sends it at least once afterwards.
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"))
+    type: Mapped[str] = mapped_column(String(64))
+    # The exact bytes that are signed and sent, fixed when the change commits.
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    give_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # Declared so that a flush writes the purchase before its notification: the other order
+    # takes the foreign key's row lock on the purchase first, and two writers of one purchase
+    # (were its lock ever bypassed) would deadlock instead of queueing.
+    purchase: Mapped[Purchase] = relationship(lazy="raise")
+
+    __table_args__ = (
+        Index("ix_notifications_purchase_id_created_at", "purchase_id", "created_at"),
+        # The deliverer's claim query and the backlog metrics read only undelivered rows.
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
+        ),
+    )

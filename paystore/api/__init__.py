@@ -20,11 +20,13 @@ def _close_db(_exc: BaseException | None) -> None:
 
 
 def register(app: Flask) -> None:
-    from paystore.api import errors, health, observability, purchases, webhooks
+    from paystore.api import buyer, errors, health, observability, purchases, webhooks
 
     observability.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(purchases.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(buyer.return_bp)
+    app.register_blueprint(buyer.bp)
     errors.register(app)
     app.teardown_appcontext(_close_db)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -13,9 +12,9 @@ from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import ApiError
 from paystore.locks import LockTimeout
-from paystore.models import Purchase
 from paystore.services import checkout, purchases
 from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
+from paystore.services.purchase_json import purchase_json
 from paystore.stripe_gateway import StripeUnavailable
 
 bp = Blueprint("purchases", __name__)
@@ -24,23 +23,6 @@ bp.before_request(require_token)
 # No colons or whitespace: ids become parts of lock keys and URLs.
 USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def purchase_json(p: Purchase) -> dict[str, Any]:
-    return {
-        "purchase_id": str(p.id),
-        "user_id": p.user_id,
-        "program_id": p.program_id,
-        "status": str(p.status),
-        "amount": p.amount,
-        "currency": p.currency,
-        "refunded_amount": p.refunded_amount,
-        "stripe_session_id": p.stripe_session_id,
-        # Only a pending purchase has a session the buyer can still pay.
-        "checkout_url": p.checkout_url if p.status == "pending" else None,
-        "created_at": p.created_at.isoformat() if p.created_at else None,
-        "completed_at": p.completed_at.isoformat() if p.completed_at else None,
-    }
 
 
 def _checkout_body() -> tuple[str, str]:

@@ -16,6 +16,14 @@ from paystore.services import event_log, webhooks
 events = AppGroup("events", help="Recorded Stripe events.")
 
 
+def _shorten(text: str, width: int = 80) -> str:
+    """Cut a long error between words, never inside an id: a cut id would name the wrong thing."""
+    if len(text) <= width:
+        return text
+    cut = text.rfind(" ", 0, width - 3)
+    return (text[:cut] if cut > 0 else text.split(" ", 1)[0]) + " ..."
+
+
 @events.command("list")
 @click.option("--outcome", help="Only this outcome (failed, completed, stale, ...).")
 @click.option("--since", type=Duration(), help="Only events received within this window, e.g. 24h.")
@@ -29,7 +37,7 @@ def list_events(outcome: str | None, since, limit: int) -> None:  # type: ignore
         ["EVENT", "TYPE", "RECEIVED", "OUTCOME", "ATTEMPTS", "PURCHASE", "LOCK WAIT MS", "ERROR"],
         [
             [e.stripe_event_id, e.type, e.received_at.isoformat(timespec="seconds"), e.outcome or "-", e.attempts,
-             e.purchase_id or "-", "-" if e.lock_wait_ms is None else f"{e.lock_wait_ms:.1f}", (e.error or "")[:80]]
+             e.purchase_id or "-", "-" if e.lock_wait_ms is None else f"{e.lock_wait_ms:.1f}", _shorten(e.error or "")]
             for e in found
         ],
     )

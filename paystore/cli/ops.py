@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from paystore.cli import db_session, echo_table
 from paystore.services.reconcile import reconcile as reconcile_purchases
@@ -35,13 +35,17 @@ class Duration(click.ParamType):
 @click.option("--older-than", type=Duration(), default="15m", show_default=True,
               help="Only purchases pending or awaiting payment for longer than this.")
 @click.option("--dry-run", is_flag=True, help="Ask Stripe and show what would change; change nothing.")
+@with_appcontext
 def reconcile(older_than: timedelta, dry_run: bool) -> None:
     """Apply Stripe's view of old open purchases (for a lost webhook).
 
     Exit status: 0 nothing to repair, 3 something was repaired (or would be, with --dry-run),
-    1 Stripe or the lock failed for some purchase (the others were still handled).
+    1 Stripe or the lock failed for some purchase (the others were still handled), or
+    STRIPE_SECRET_KEY is unset.
     """
     ext = current_app.extensions["paystore"]
+    if not ext.settings.stripe_secret_key:
+        raise click.ClickException("STRIPE_SECRET_KEY is unset: reconcile must ask Stripe about each purchase; set it and retry")
     with db_session() as db:
         rows = reconcile_purchases(db, ext.gateway, ext.settings, older_than, dry_run=dry_run)
     echo_table(

@@ -1,9 +1,8 @@
 """Repair what a lost webhook left behind: ask Stripe about purchases still open past an age.
 
-Safe while webhooks arrive and safe to run twice: Stripe is asked first, outside any
-transaction, and what it said is then applied under the purchase's own lock with the same
-rules as a webhook. Facts only move forward, so an answer that is a little old can never undo
-a newer webhook.
+Safe while webhooks arrive and safe to run twice: each purchase is brought up to date the way
+the buyer's return does it (paystore.services.fulfilment): Stripe is asked first, outside any
+transaction, and its answer applied under the purchase's own lock with the webhook's rules.
 """
 
 from __future__ import annotations
@@ -19,14 +18,13 @@ from sqlalchemy.orm import Session
 
 from paystore import locks
 from paystore.config import Settings
-from paystore.models import Purchase, PurchaseStatus
-from paystore.services import lifecycle
+from paystore.models import Purchase
+from paystore.services import fulfilment
 from paystore.stripe_gateway import StripeGateway, StripeUnavailable
-from paystore.stripe_objects import CheckoutSession
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = (PurchaseStatus.PENDING, PurchaseStatus.AWAITING_PAYMENT)
+OPEN_STATUSES = fulfilment.OPEN_STATUSES
 
 
 @dataclass(frozen=True)
@@ -75,45 +73,25 @@ def _reconcile_one(
     if session_id is None:
         return ReconcileRow(purchase_id, status, "-", "error: no Stripe session", status)
     try:
-        session = gateway.retrieve_checkout_session(session_id)
-        stripe_says = f"{session.status}/{session.payment_status}"
-        intent_status = None
-        if session.status == "complete" and session.payment_status == "unpaid" and session.payment_intent_id:
-            intent_status = gateway.payment_intent_status(session.payment_intent_id)
-            stripe_says += f" ({intent_status})"
+        view = fulfilment.ask_stripe(gateway, session_id)
     except StripeUnavailable as exc:
         return ReconcileRow(purchase_id, status, "unknown", f"error: {exc}", status)
-    event_type = lifecycle.snapshot_event_type(session, intent_status)
     try:
-        return _apply(db, settings, purchase_id, session, event_type, stripe_says, dry_run)
+        applied = fulfilment.apply_view(
+            db, settings, purchase_id, view, cause="reconcile" + (" (dry run)" if dry_run else ""), dry_run=dry_run
+        )
     except locks.LockTimeout:
-        return ReconcileRow(purchase_id, status, stripe_says, "error: purchase busy (lock timeout)", status)
+        return ReconcileRow(purchase_id, status, view.says, "error: purchase busy (lock timeout)", status)
+    except fulfilment.SessionMismatch as exc:
+        log.error("Reconcile of %s refused: %s", purchase_id, exc)
+        return ReconcileRow(purchase_id, status, view.says, "error: session names another purchase", status)
     except OperationalError as exc:
         log.error("Reconcile of %s failed: %s", purchase_id, type(exc.orig or exc).__name__)
-        return ReconcileRow(purchase_id, status, stripe_says, "error: database unavailable", status)
-
-
-def _apply(
-    db: Session, settings: Settings, purchase_id: uuid.UUID, session: CheckoutSession,
-    event_type: str | None, stripe_says: str, dry_run: bool,
-) -> ReconcileRow:
-    transaction = db.begin()
-    try:
-        locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
-        purchase = db.get_one(Purchase, purchase_id, populate_existing=True)
-        before = str(purchase.status)
-        if event_type is None:
-            action = "left open"
-        else:
-            learn = lifecycle.learn_from_session(event_type, session, settings.stripe_livemode)
-            outcome = lifecycle.apply(purchase, learn, cause="reconcile" + (" (dry run)" if dry_run else ""))
-            action = "unchanged" if outcome in ("stale", "recorded") else f"repair: {outcome}"
-        after = str(purchase.status)
-        if dry_run:
-            transaction.rollback()
-        else:
-            transaction.commit()
-    except BaseException:
-        transaction.rollback()
-        raise
-    return ReconcileRow(purchase_id, before, stripe_says, action, after)
+        return ReconcileRow(purchase_id, status, view.says, "error: database unavailable", status)
+    if applied.outcome is None:
+        action = "left open"
+    elif applied.outcome in ("stale", "recorded"):
+        action = "unchanged"
+    else:
+        action = f"repair: {applied.outcome}"
+    return ReconcileRow(purchase_id, applied.status_before, view.says, action, applied.status_after)

@@ -1,0 +1,91 @@
+"""The buyer's return from Stripe Checkout (public: it is the buyer's browser), a shop's refresh
+of one purchase, and the access question (both bearer-token protected)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask.typing import ResponseReturnValue
+from markupsafe import escape
+
+from paystore.api import get_db
+from paystore.api.auth import require_token
+from paystore.api.errors import ApiError
+from paystore.api.purchases import PROGRAM_ID, USER_ID
+from paystore.models import Purchase
+from paystore.services import access, fulfilment
+from paystore.services.purchase_json import purchase_json
+
+return_bp = Blueprint("checkout_return", __name__)
+bp = Blueprint("buyer", __name__)
+bp.before_request(require_token)
+
+SENTENCES = {
+    "completed": "Thank you: your payment was received and your purchase is complete.",
+    "awaiting_payment": "Your payment is on its way. Your bank may take a few days; you will have access once it arrives.",
+    "pending": "We have not received your payment yet. If you have just paid, reload this page in a moment.",
+    "failed": "Your payment did not go through. Nothing was charged; you may try again.",
+    "expired": "This checkout expired before it was paid. Nothing was charged; you may start again.",
+    "refunded": "This purchase was refunded.",
+    "disputed": "This payment is disputed with your bank; your access stays open while it is reviewed.",
+    "dispute_lost": "This payment was reversed by your bank after a dispute.",
+    "needs_review": "We received your payment but must check it by hand before your access opens. We will be in touch.",
+}
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    return urlunsplit(parts._replace(query=urlencode([*query, *params.items()])))
+
+
+def _result_page(purchase: Purchase) -> Response:
+    status = str(purchase.status)
+    html = (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your purchase</title></head>\n"
+        f"<body><h1>Your purchase</h1>\n<p>Status: <span id=\"purchase-status\">{escape(status)}</span></p>\n"
+        f"<p id=\"purchase-message\">{escape(SENTENCES.get(status, 'Your purchase is ' + status + '.'))}</p>\n"
+        f"<p>Purchase <code>{escape(str(purchase.id))}</code></p></body></html>\n"
+    )
+    return Response(html, content_type="text/html; charset=utf-8")
+
+
+@return_bp.get("/checkout/return")
+def checkout_return() -> ResponseReturnValue:
+    ext = current_app.extensions["paystore"]
+    session_id = request.args.get("session_id", "")
+    try:
+        purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, session_id)
+    except fulfilment.InvalidSessionId as exc:
+        raise ApiError(400, "invalid_session_id", str(exc)) from None
+    except fulfilment.SessionNotFound as exc:
+        raise ApiError(404, "session_not_found", str(exc)) from None
+    except fulfilment.SessionMismatch as exc:
+        raise ApiError(409, "session_mismatch", f"{exc}; nothing was changed") from None
+    if ext.settings.return_url:
+        return redirect(_with_query(ext.settings.return_url, purchase_id=str(purchase.id), status=str(purchase.status)), 303)
+    return _result_page(purchase)
+
+
+@bp.post("/purchases/<purchase_id>/refresh")
+def refresh_purchase(purchase_id: str) -> ResponseReturnValue:
+    ext = current_app.extensions["paystore"]
+    try:
+        purchase = fulfilment.refresh(get_db(), ext.gateway, ext.settings, purchase_id)
+    except fulfilment.SessionMismatch as exc:
+        raise ApiError(409, "session_mismatch", f"{exc}; nothing was changed") from None
+    return jsonify(purchase_json(purchase))
+
+
+@bp.get("/users/<user_id>/programs/<program_id>/access")
+def program_access(user_id: str, program_id: str) -> ResponseReturnValue:
+    if not USER_ID.fullmatch(user_id) or not PROGRAM_ID.fullmatch(program_id):
+        raise ApiError(400, "invalid_request", f"user_id must match {USER_ID.pattern}, program_id {PROGRAM_ID.pattern}")
+    found = access.program_access(get_db(), user_id, program_id)
+    purchase = found.purchase
+    return jsonify(
+        access=found.access,
+        purchase_id=str(purchase.id) if purchase else None,
+        status=str(purchase.status) if purchase else None,
+    )
