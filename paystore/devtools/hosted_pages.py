@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#1a1f36}
 h1{font-size:1.4rem}.test{background:#fff4e5;border:1px solid #f5a623;padding:.4rem .8rem;border-radius:4px}
-.amount{font-size:2rem;font-weight:600}form{margin:.6rem 0}button{font-size:1rem;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;
-border-radius:4px;border:1px solid #635bff;background:#635bff;color:#fff;cursor:pointer}button.secondary{background:#fff;color:#635bff}
+.amount{font-size:2rem;font-weight:600}form{margin:.6rem 0}
+button{font-size:1rem;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;border-radius:4px;border:1px solid #635bff;background:#635bff;color:#fff;cursor:pointer}button.secondary{background:#fff;color:#635bff}
 fieldset{border:1px solid #e3e8ee;border-radius:6px;margin:1rem 0}table{border-collapse:collapse}
 td,th{text-align:left;padding:.2rem .8rem .2rem 0;vertical-align:top;overflow-wrap:anywhere}code{font-size:.85rem}
 .hint{color:#586474;font-size:.9rem;margin:.2rem 0 .6rem}input{font-size:1rem;width:7rem;padding:.3rem}"""
@@ -50,7 +50,8 @@ def _page(status: int, title: str, content: str) -> Page:
 
 def _button(action: str, label: str, secondary: bool = False) -> str:
     css = ' class="secondary"' if secondary else ""
-    return f'<button type="submit" id="{action.replace("_", "-")}" name="action" value="{action}"{css}>{html.escape(label)}</button>'
+    button_id = action.replace("_", "-")
+    return f'<button type="submit" id="{button_id}" name="action" value="{action}"{css}>{html.escape(label)}</button>'
 
 
 def _form(path: str, *buttons: str, extra: str = "", hint: str = "") -> str:
@@ -100,23 +101,23 @@ def dashboard_page(standin: StripeStandIn, session_id: str, notice: str = "") ->
         left = charge["amount"] - charge["amount_refunded"]
         field = (f'<label for="refund-amount">Amount to refund, in minor units (at most {left})</label> '
                  f'<input id="refund-amount" name="amount" type="number" min="1" max="{left}" value="{left}" required> ')
-        forms.append(f"<fieldset><legend>Refund</legend>{_form(path, _button('refund', 'Refund'), extra=field)}"
-                     f"{_form(path, _button('refund_full', 'Refund in full', True), hint='charge.refunded, with the total refunded so far')}"
-                     "</fieldset>")
+        full = _form(path, _button("refund_full", "Refund in full", True), hint="charge.refunded, with the total refunded so far")
+        forms.append(f"<fieldset><legend>Refund</legend>{_form(path, _button('refund', 'Refund'), extra=field)}{full}</fieldset>")
     if charge and dispute is None:
         hint = "The buyer disputes the charge with their bank (charge.dispute.created)"
-        forms.append(f"<fieldset><legend>Dispute</legend>{_form(path, _button('dispute', 'Dispute', True), hint=hint)}</fieldset>")
+        open_form = _form(path, _button("dispute", "Dispute", True), hint=hint)
+        forms.append(f"<fieldset><legend>Dispute</legend>{open_form}</fieldset>")
     if dispute and dispute["status"] == "needs_response":
-        forms.append(f"<fieldset><legend>Dispute {dispute['id']}</legend>"
-                     f"{_form(path, _button('dispute_win', 'Win'), _button('dispute_lose', 'Lose', True), hint='charge.dispute.closed, won or lost')}"
-                     "</fieldset>")
+        close = _form(path, _button("dispute_win", "Win"), _button("dispute_lose", "Lose", True), hint="charge.dispute.closed, won or lost")
+        forms.append(f"<fieldset><legend>Dispute {dispute['id']}</legend>{close}</fieldset>")
     deliveries = "".join(
         f"<tr><td><code>{d['event_id']}</code></td><td>{d['type']}</td><td>{html.escape(_short(d['answer']))}</td></tr>"
         for d in standin.deliveries_for(session_id))
     content = (f'<p class="test">Stand-in for the Stripe Dashboard (test mode)</p><h1>Checkout session</h1>'
                f'{f"<p role=status id=notice>{html.escape(notice)}</p>" if notice else ""}'
                f"<table>{table}</table>{''.join(forms) or '<p>Nothing to do for this session now.</p>'}"
-               f'<h2>Webhook deliveries</h2><table id="deliveries"><tr><th>event</th><th>type</th><th>answer</th></tr>{deliveries}</table>'
+               '<h2>Webhook deliveries</h2><table id="deliveries">'
+               f"<tr><th>event</th><th>type</th><th>paystore answered</th></tr>{deliveries}</table>"
                f'<p><a href="/dashboard">All sessions</a></p>')
     return _page(200, "Dashboard", content)
 

@@ -35,6 +35,7 @@ import requests
 
 from paystore.devtools import hosted_pages
 from paystore.devtools.payment_actions import PaymentActions
+
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
 API_VERSION = "2026-08-27.preview"
 
@@ -212,7 +213,9 @@ class StripeStandIn(PaymentActions):
             except requests.RequestException as exc:
                 answer = f"not delivered: {type(exc).__name__}"
             with self._lock:
-                self.deliveries.append({"session_id": session_id, "event_id": event["id"], "type": event["type"], "answer": answer})
+                self.deliveries.append(
+                    {"session_id": session_id, "event_id": event["id"], "type": event["type"], "answer": answer}
+                )
 
     def deliveries_for(self, session_id: str) -> list[dict[str, Any]]:
         with self._lock:
