@@ -22,7 +22,8 @@ ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "
 STYLE = """body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#1a1f36}
 h1{font-size:1.4rem}.test{background:#fff4e5;border:1px solid #f5a623;padding:.4rem .8rem;border-radius:4px}
 .amount{font-size:2rem;font-weight:600}form{margin:.6rem 0}
-button{font-size:1rem;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;border-radius:4px;border:1px solid #635bff;background:#635bff;color:#fff;cursor:pointer}button.secondary{background:#fff;color:#635bff}
+button{font-size:1rem;padding:.5rem 1rem;margin:.2rem .4rem .2rem 0;border-radius:4px;border:1px solid #635bff;
+background:#635bff;color:#fff;cursor:pointer}button.secondary{background:#fff;color:#635bff}
 fieldset{border:1px solid #e3e8ee;border-radius:6px;margin:1rem 0}table{border-collapse:collapse}
 td,th{text-align:left;padding:.2rem .8rem .2rem 0;vertical-align:top;overflow-wrap:anywhere}code{font-size:.85rem}
 .hint{color:#586474;font-size:.9rem;margin:.2rem 0 .6rem}input{font-size:1rem;width:7rem;padding:.3rem}"""
@@ -108,7 +109,8 @@ def dashboard_page(standin: StripeStandIn, session_id: str, notice: str = "") ->
         open_form = _form(path, _button("dispute", "Dispute", True), hint=hint)
         forms.append(f"<fieldset><legend>Dispute</legend>{open_form}</fieldset>")
     if dispute and dispute["status"] == "needs_response":
-        close = _form(path, _button("dispute_win", "Win"), _button("dispute_lose", "Lose", True), hint="charge.dispute.closed, won or lost")
+        close = _form(path, _button("dispute_win", "Win"), _button("dispute_lose", "Lose", True),
+                      hint="charge.dispute.closed, won or lost")
         forms.append(f"<fieldset><legend>Dispute {dispute['id']}</legend>{close}</fieldset>")
     deliveries = "".join(
         f"<tr><td><code>{d['event_id']}</code></td><td>{d['type']}</td><td>{html.escape(_short(d['answer']))}</td></tr>"
