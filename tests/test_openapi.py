@@ -7,15 +7,19 @@ openapi-core (status code documented, content type, body and headers against the
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
+import schemathesis
 from flask import Flask
+from hypothesis import HealthCheck, settings
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+from schemathesis.core.failures import FailureGroup
 from sqlalchemy import Engine, text
 
 from paystore import locks
@@ -24,6 +28,8 @@ from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import TOKEN, Api
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
+# Examples per operation: small enough for ~60 s on the shared CI machine, fixed by derandomize.
+FUZZ_EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +128,8 @@ def test_a_delayed_payment_in_progress_is_409_payment_in_progress(checked: Check
     created = checked.call("POST", "/checkout", 201, json=body).json()
     complete(standin, created["stripe_session_id"], payment_status="unpaid")
     answer = checked.call("POST", "/checkout", 409, json=body)
-    assert (answer.json()["error"]["code"], answer.headers["Location"]) == ("payment_in_progress", f"/purchases/{created['purchase_id']}")
+    assert answer.json()["error"]["code"] == "payment_in_progress"
+    assert answer.headers["Location"] == f"/purchases/{created['purchase_id']}"
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
@@ -174,8 +181,48 @@ def test_lock_timeout_is_503_and_the_shop_redirect_is_303_as_documented(
     checked = CheckedApi(impatient_server, spec)
     created = checked.call("POST", "/checkout", 201, json={"user_id": "dave", "program_id": "prog_py101"}).json()
     with engine.begin() as conn:  # someone else holds the purchase's lock
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": locks.advisory_key_number(locks.purchase_lock_key(created["purchase_id"]))})
+        key = locks.advisory_key_number(locks.purchase_lock_key(created["purchase_id"]))
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         answer = checked.call("POST", f"/purchases/{created['purchase_id']}/refresh", 503)
     assert (answer.json()["error"]["code"], answer.headers["Retry-After"]) == ("lock_timeout", "1")
     answer = checked.call("GET", f"/checkout/return?session_id={created['stripe_session_id']}", 303)
     assert answer.headers["Location"] == f"https://shop.example/thanks?from=paystore&purchase_id={created['purchase_id']}&status=pending"
+
+
+# ---------------------------------------------------------------- schemathesis, bounded and deterministic
+# The document is a static file of the package: loaded at collection, no server needed.
+fuzzed = schemathesis.openapi.from_dict(copy.deepcopy(document()))
+
+
+FUZZ_SETTINGS = settings(max_examples=FUZZ_EXAMPLES, derandomize=True, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))
+# Bugs schemathesis finds in the webhook's input handling on this branch, fixed on branch `faults`
+# (paystore/inputs.py, bounded and validated event fields): see docs/local-checkout.md. Once that
+# is merged the marker turns off and the run must pass; before, it must still fail (strict).
+INPUT_FIXES_MERGED = importlib.util.find_spec("paystore.inputs") is not None
+
+
+@fuzzed.exclude(path="/webhooks/stripe").parametrize()
+@FUZZ_SETTINGS
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(
+    case: Any, live_server: str, standin: StripeStandIn
+) -> None:
+    case.call_and_validate(base_url=live_server, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@fuzzed.include(path="/webhooks/stripe").parametrize()
+@FUZZ_SETTINGS
+@pytest.mark.xfail(not INPUT_FIXES_MERGED, strict=True, raises=FailureGroup,
+                   reason="signed events with a NUL or a 129-character type are 500")
+def test_schemathesis_signed_webhooks_find_no_server_error_and_no_answer_off_the_document(
+    case: Any, live_server: str, standin: StripeStandIn
+) -> None:
+    # A random signature stops every body at the door; signing what is sent (when a signature is
+    # sent at all) lets the generated events reach the parser and the handler.
+    sent = case.as_transport_kwargs(base_url=live_server, headers={"Authorization": f"Bearer {TOKEN}"})
+    raw = json.dumps(sent["json"]).encode() if "json" in sent else sent.get("data") or b""
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if "Stripe-Signature" in sent["headers"]:
+        sent["headers"]["Stripe-Signature"] = standin.signed_headers(raw)["Stripe-Signature"]
+    answer = requests.request(sent["method"], sent["url"], data=raw, headers=sent["headers"], timeout=60)
+    case.validate_response(answer, headers=sent["headers"])
