@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -295,3 +296,42 @@ def journey_gateway(journey: Journey) -> Any:
     from tests.support import STRIPE_KEY
 
     return StripeGateway(STRIPE_KEY, (), api_base=journey.standin.base_url, timeout_s=10)
+
+
+# ---------------------------------------------------------------- the pages without a browser
+def test_buttons_that_do_not_apply_are_refused_and_send_nothing(journey: Journey) -> None:
+    checkout_url = journey.checkout("buyer_refused")
+    for action in ("refund", "dispute", "debit_succeed", "dispute_win"):  # nothing is paid yet
+        answer = requests.post(journey.dashboard_url, data={"action": action}, allow_redirects=False, timeout=30)
+        assert answer.status_code == 409, (action, answer.text)
+    assert requests.post(checkout_url, data={"action": "card"}, allow_redirects=False, timeout=30).status_code == 303
+    for amount in ("0", "4901", "-5", "ten"):
+        answer = requests.post(journey.dashboard_url, data={"action": "refund", "amount": amount}, allow_redirects=False,
+                               timeout=30)
+        assert answer.status_code == 409, amount
+    paid_again = requests.post(checkout_url, data={"action": "card"}, allow_redirects=False, timeout=30)
+    assert paid_again.status_code == 409
+    assert requests.post(checkout_url, data={"action": "bogus"}, allow_redirects=False, timeout=30).status_code == 400
+    assert journey.delivered() == [("checkout.session.completed", "200")]
+
+
+def test_the_payment_intent_the_stand_in_answers_agrees_with_the_charge(journey: Journey) -> None:
+    checkout_url = journey.checkout("buyer_intent")
+    requests.post(checkout_url, data={"action": "card"}, allow_redirects=False, timeout=30)
+    state = journey.standin.session_state(journey.session_id)
+    intent = requests.get(f"{journey.standin.base_url}/v1/payment_intents/{state['session']['payment_intent']}",
+                          headers={"Authorization": "Bearer sk_test_x"}, timeout=30).json()
+    assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 4900, "usd")
+    assert intent["latest_charge"] == state["charge"]["id"]
+    assert intent["metadata"]["purchase_id"] == journey.purchase["purchase_id"]
+
+
+def test_the_demo_shop_checks_the_notification_signature(standin_server: StripeStandIn) -> None:
+    from paystore.devtools.demo_shop import DemoShop
+    from paystore.services.delivery import signature_header
+
+    shop, body = DemoShop("whsec_demo"), b'{"type": "purchase.completed"}'
+    assert shop.signature_ok(body, signature_header(body, ("whsec_old", "whsec_demo"), 1_800_000_000)) is True
+    assert shop.signature_ok(body, signature_header(body, ("whsec_other",), 1_800_000_000)) is False
+    assert shop.signature_ok(body + b" ", signature_header(body, ("whsec_demo",), 1_800_000_000)) is False
+    assert DemoShop(None).signature_ok(body, "") is None

@@ -43,7 +43,8 @@ def money(amount: int | None, currency: str | None) -> str:
     return f"{amount} {currency.upper()}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency.upper()}"
 
 
-def _page(status: int, title: str, content: str) -> Page:
+def page(status: int, title: str, content: str) -> Page:
+    """A whole HTML page in the stand-in's style."""
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body><main>{content}</main></body></html>")
     return Page(status, body)
@@ -60,7 +61,7 @@ def _form(path: str, *buttons: str, extra: str = "", hint: str = "") -> str:
     return f'<form method="post" action="{html.escape(path)}">{extra}{"".join(buttons)}{note}</form>'
 
 
-def checkout_page(standin: StripeStandIn, session_id: str) -> Page:
+def checkoutpage(standin: StripeStandIn, session_id: str) -> Page:
     state = standin.session_state(session_id)
     session, path = state["session"], f"/pay/{session_id}"
     product = standin.line_items.get(session_id, {}).get("name", "Your purchase")
@@ -68,7 +69,7 @@ def checkout_page(standin: StripeStandIn, session_id: str) -> Page:
             f"<h1>{html.escape(product)}</h1>"
             f'<p class="amount" id="amount">{money(session["amount_total"], session["currency"])}</p>')
     if session["status"] != "open":
-        return _page(200, "Checkout", head + f'<p id="session-status">This checkout session is {session["status"]}.</p>'
+        return page(200, "Checkout", head + f'<p id="session-status">This checkout session is {session["status"]}.</p>'
                      f'<p><a href="/dashboard/sessions/{session_id}">See it in the Dashboard</a></p>')
     buyer = _form(path, _button("card", "Pay"), _button("bank_debit", "Pay by bank debit"),
                   _button("cancel", "Cancel and go back", secondary=True),
@@ -77,12 +78,12 @@ def checkout_page(standin: StripeStandIn, session_id: str) -> Page:
                   "shop's success page. Cancel: no event, back to the shop's cancel page.")
     stripe = _form(path, _button("expire", "Let it expire", secondary=True),
                    hint="The session's 24 hours run out now (checkout.session.expired).")
-    return _page(200, "Checkout", head + '<p id="session-status">Card 4242 4242 4242 4242 (test)</p>' + buyer
+    return page(200, "Checkout", head + '<p id="session-status">Card 4242 4242 4242 4242 (test)</p>' + buyer
                  + f"<fieldset><legend>What Stripe can do</legend>{stripe}</fieldset>"
                  f'<p><a href="/dashboard/sessions/{session_id}">Dashboard page of this session</a></p>')
 
 
-def dashboard_page(standin: StripeStandIn, session_id: str, notice: str = "") -> Page:
+def dashboardpage(standin: StripeStandIn, session_id: str, notice: str = "") -> Page:
     state = standin.session_state(session_id)
     session, charge, dispute, path = state["session"], state["charge"], state["dispute"], f"/dashboard/sessions/{session_id}"
     rows = [("Session", session_id), ("Status", session["status"]), ("Payment status", session["payment_status"]),
@@ -121,7 +122,7 @@ def dashboard_page(standin: StripeStandIn, session_id: str, notice: str = "") ->
                '<h2>Webhook deliveries</h2><table id="deliveries">'
                f"<tr><th>event</th><th>type</th><th>paystore answered</th></tr>{deliveries}</table>"
                f'<p><a href="/dashboard">All sessions</a></p>')
-    return _page(200, "Dashboard", content)
+    return page(200, "Dashboard", content)
 
 
 def _short(answer: str) -> str:
@@ -138,7 +139,7 @@ def dashboard_index(standin: StripeStandIn) -> Page:
         sessions = sorted(standin.sessions.values(), key=lambda s: s["created"], reverse=True)
         rows = "".join(f'<tr><td><a href="/dashboard/sessions/{s["id"]}">{s["id"]}</a></td><td>{s["status"]}</td>'
                        f'<td>{s["payment_status"]}</td><td>{money(s["amount_total"], s["currency"])}</td></tr>' for s in sessions)
-    return _page(200, "Dashboard", '<p class="test">Stand-in for the Stripe Dashboard (test mode)</p><h1>Checkout sessions</h1>'
+    return page(200, "Dashboard", '<p class="test">Stand-in for the Stripe Dashboard (test mode)</p><h1>Checkout sessions</h1>'
                  f"<table><tr><th>session</th><th>status</th><th>payment</th><th>amount</th></tr>{rows}</table>")
 
 
@@ -162,11 +163,11 @@ def _run(standin: StripeStandIn, session_id: str, action: str, form: dict[str, s
         "dispute_lose": lambda: standin.close_dispute(session_id, won=False),
     }
     if action not in steps:
-        return _page(400, "Unknown action", f"<p>Unknown action {html.escape(action)!r}.</p>")
+        return page(400, "Unknown action", f"<p>Unknown action {html.escape(action)!r}.</p>")
     try:
         events = steps[action]()
     except ActionRefused as exc:
-        return _page(409, "Not possible now", f'<p role="alert">{html.escape(str(exc))}</p><p><a href="{dashboard}">Back</a></p>')
+        return page(409, "Not possible now", f'<p role="alert">{html.escape(str(exc))}</p><p><a href="{dashboard}">Back</a></p>')
     standin.deliver_and_record(session_id, events)
     if action in ("card", "bank_debit") and session["success_url"]:
         # Exactly Stripe's substitution: the literal template variable, nothing else.
@@ -183,9 +184,9 @@ def handle(standin: StripeStandIn, method: str, path: str, body: str) -> Page | 
         return None
     session_id = match[1]
     if session_id not in standin.sessions:
-        return _page(404, "Not found", f"<p>No such checkout session: {html.escape(session_id)}</p>")
+        return page(404, "Not found", f"<p>No such checkout session: {html.escape(session_id)}</p>")
     if method == "GET":
-        return checkout_page(standin, session_id) if path.startswith("/pay/") else dashboard_page(standin, session_id)
+        return checkoutpage(standin, session_id) if path.startswith("/pay/") else dashboardpage(standin, session_id)
     form = {k: v[-1] for k, v in parse_qs(body).items()}
     # A bare POST to the checkout URL pays by card, as the first version of this page did.
     return _run(standin, session_id, form.get("action", "card"), form)

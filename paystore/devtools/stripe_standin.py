@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 
 from paystore.devtools import hosted_pages
+from paystore.devtools.demo_shop import DemoShop
 from paystore.devtools.payment_actions import PaymentActions
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
@@ -81,9 +82,12 @@ def decode_form(body: str) -> dict[str, Any]:
 
 
 class StripeStandIn(PaymentActions):
-    def __init__(self, webhook_secret: str, webhook_url: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self, webhook_secret: str, webhook_url: str | None = None, port: int = 0, notify_secret: str | None = None
+    ) -> None:
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
+        self.shop = DemoShop(notify_secret)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="standin-deliver")
         self._server = _StandInHTTPServer(("127.0.0.1", port), self._handler_class())
@@ -298,7 +302,7 @@ class StripeStandIn(PaymentActions):
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
-                if page := hosted_pages.handle(standin, "GET", path, ""):
+                if page := hosted_pages.handle(standin, "GET", path, "") or standin.shop.handle("GET", path, b"", self.headers):
                     return self._send(page.status, page.body, page.location)
                 if self._api_key() is None:
                     return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
@@ -317,7 +321,10 @@ class StripeStandIn(PaymentActions):
 
             def do_POST(self) -> None:
                 path = urlsplit(self.path).path
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if page := standin.shop.handle("POST", path, raw, self.headers):
+                    return self._send(page.status, page.body, page.location)
+                body = raw.decode()
                 if page := hosted_pages.handle(standin, "POST", path, body):
                     return self._send(page.status, page.body, page.location)
                 api_key = self._api_key()
@@ -342,8 +349,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--webhook-url", required=True)
     parser.add_argument("--webhook-secret", required=True)
+    parser.add_argument("--notify-secret", help="PAYSTORE_NOTIFY_SECRET, to check notifications sent to /shop/notifications")
     args = parser.parse_args()
-    standin = StripeStandIn(args.webhook_secret, args.webhook_url, port=args.port)
+    standin = StripeStandIn(args.webhook_secret, args.webhook_url, port=args.port, notify_secret=args.notify_secret)
     print(f"Stripe stand-in on {standin.base_url} (Dashboard: {standin.base_url}/dashboard), "
           f"delivering webhooks to {args.webhook_url}", flush=True)
     standin.start()
