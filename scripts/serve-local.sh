@@ -14,17 +14,31 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	standin_port=${STANDIN_PORT:-12111}
 	export STRIPE_SECRET_KEY=sk_test_local_standin
 	export STRIPE_API_BASE=http://127.0.0.1:$standin_port
+	# The buyer comes back to paystore's own result page; Cancel and notifications go to the
+	# stand-in's pretend shop (docs/local-checkout.md).
+	export PAYSTORE_SUCCESS_URL=${PAYSTORE_SUCCESS_URL:-http://127.0.0.1:$port/checkout/return?session_id=\{CHECKOUT_SESSION_ID\}}
+	export PAYSTORE_CANCEL_URL=${PAYSTORE_CANCEL_URL:-http://127.0.0.1:$standin_port/shop/cancel}
+	export PAYSTORE_NOTIFY_URL=${PAYSTORE_NOTIFY_URL:-http://127.0.0.1:$standin_port/shop/notifications}
+	export PAYSTORE_NOTIFY_SECRET=${PAYSTORE_NOTIFY_SECRET:-whsec_local_shop}
 	"$bin/python" -m paystore.devtools.stripe_standin --port "$standin_port" \
-		--webhook-url "http://127.0.0.1:$port/webhooks/stripe" --webhook-secret "$STRIPE_WEBHOOK_SECRET" &
+		--webhook-url "http://127.0.0.1:$port/webhooks/stripe" --webhook-secret "$STRIPE_WEBHOOK_SECRET" \
+		--notify-secret "${PAYSTORE_NOTIFY_SECRET%%,*}" &
 	standin=$!
 	trap 'kill $standin 2>/dev/null || true' EXIT
-	stripe_note="the local Stripe stand-in (open checkout_url and press Pay to deliver the webhook)"
+	stripe_note="the local Stripe stand-in: open checkout_url and press a button (Dashboard: http://127.0.0.1:$standin_port/dashboard)"
 else
 	stripe_note="Stripe itself (forward webhooks: stripe listen --forward-to localhost:$port/webhooks/stripe)"
 fi
 
 if ! "$bin/paystore" programs list | grep -q '^prog_demo '; then
 	"$bin/paystore" programs add prog_demo --name "Demo program" --amount 4900 --currency usd
+fi
+
+if [ -n "${PAYSTORE_NOTIFY_URL:-}" ]; then
+	# Tells the shop of every status change, as a service unit would in production.
+	"$bin/paystore" notifications deliver --forever &
+	deliverer=$!
+	trap 'kill ${standin:-} $deliverer 2>/dev/null || true' EXIT
 fi
 
 cat >&2 <<BANNER

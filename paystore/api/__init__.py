@@ -20,7 +20,7 @@ def _close_db(_exc: BaseException | None) -> None:
 
 
 def register(app: Flask) -> None:
-    from paystore.api import buyer, errors, health, observability, purchases, webhooks
+    from paystore.api import buyer, errors, health, observability, openapi, purchases, webhooks
 
     observability.register(app)
     app.register_blueprint(health.bp)
@@ -28,5 +28,6 @@ def register(app: Flask) -> None:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(buyer.return_bp)
     app.register_blueprint(buyer.bp)
+    app.register_blueprint(openapi.bp)
     errors.register(app)
     app.teardown_appcontext(_close_db)

@@ -52,7 +52,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name)
+        response = error_response(exc.code or 500, code, exc.description or exc.name)
+        # Keep what Werkzeug says beside the body, e.g. a 405's Allow header (RFC 9110).
+        response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response
 
     @app.errorhandler(ProgramNotFound)
     def program_not_found(exc: ProgramNotFound) -> Response:

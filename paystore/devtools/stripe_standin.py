@@ -7,7 +7,9 @@ the create call is answered, e.g. deliver the signed `checkout.session.completed
 app first: the worst timing real Stripe can produce. Webhooks are signed with Stripe's scheme.
 
 `python -m paystore.devtools.stripe_standin --webhook-url URL` serves it for local demos: the checkout URL it
-hands out opens a page whose button "pays" and delivers the signed webhook.
+hands out opens a hosted-checkout page (Pay, Pay by bank debit, Cancel, Let it expire), and
+/dashboard stands in for Stripe's Dashboard (bank debit succeeds or fails, refund, dispute, win or
+lose). Each button delivers the signed events (hosted_pages.py, payment_actions.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+
+from paystore.devtools import hosted_pages
+from paystore.devtools.demo_shop import DemoShop
+from paystore.devtools.payment_actions import PaymentActions
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
 API_VERSION = "2026-08-27.preview"
@@ -75,10 +81,13 @@ def decode_form(body: str) -> dict[str, Any]:
     return listify(root)
 
 
-class StripeStandIn:
-    def __init__(self, webhook_secret: str, webhook_url: str | None = None, port: int = 0) -> None:
+class StripeStandIn(PaymentActions):
+    def __init__(
+        self, webhook_secret: str, webhook_url: str | None = None, port: int = 0, notify_secret: str | None = None
+    ) -> None:
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
+        self.shop = DemoShop(notify_secret)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="standin-deliver")
         self._server = _StandInHTTPServer(("127.0.0.1", port), self._handler_class())
@@ -93,6 +102,11 @@ class StripeStandIn:
         with self._lock:
             self.sessions: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, str] = {}  # id -> status
+            self.payment_intent_params: dict[str, dict[str, Any]] = {}  # id -> payment_intent_data of the session
+            self.charges: dict[str, dict[str, Any]] = {}  # payment intent id -> its charge
+            self.disputes: dict[str, dict[str, Any]] = {}  # payment intent id -> its dispute
+            self.line_items: dict[str, dict[str, Any]] = {}  # session id -> what the checkout page shows
+            self.deliveries: list[dict[str, Any]] = []  # webhooks sent by the pages, with paystore's answer
             self.create_calls: list[dict[str, Any]] = []
             self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
             self.create_faults: deque[int | str] = deque()  # per call: HTTP status or "hang"
@@ -137,6 +151,8 @@ class StripeStandIn:
         session["url"] = f"{self.base_url}/pay/{session['id']}"
         with self._lock:
             self.sessions[session["id"]] = session
+            self.line_items[session["id"]] = {"name": (price.get("product_data") or {}).get("name"), "amount": amount}
+            self.payment_intent_params[session["id"]] = dict(params.get("payment_intent_data") or {})
         return session
 
     def settle(
@@ -192,6 +208,39 @@ class StripeStandIn:
         body = json.dumps(event).encode()
         return requests.post(url or self.webhook_url, data=body, headers=self.signed_headers(body, **sign_args), timeout=60)
 
+    def deliver_and_record(self, session_id: str, events: list[dict[str, Any]]) -> None:
+        """Deliver the events of a page's button in order, keeping paystore's answers for the Dashboard."""
+        for event in events:
+            try:
+                response = self.deliver(event)
+                answer = f"{response.status_code} {response.text.strip()[:300]}"
+            except requests.RequestException as exc:
+                answer = f"not delivered: {type(exc).__name__}"
+            with self._lock:
+                self.deliveries.append(
+                    {"session_id": session_id, "event_id": event["id"], "type": event["type"], "answer": answer}
+                )
+
+    def deliveries_for(self, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(d) for d in self.deliveries if d["session_id"] == session_id]
+
+    def payment_intent(self, intent_id: str) -> dict[str, Any] | None:
+        """The payment intent as `GET /v1/payment_intents/<id>` answers it, or None."""
+        with self._lock:
+            if intent_id not in self.payment_intents:
+                return None
+            session = next((s for s in self.sessions.values() if s.get("payment_intent") == intent_id), None)
+            intent = copy.deepcopy(FIXTURES["payment_intent"])
+            intent.update(id=intent_id, status=self.payment_intents[intent_id], last_payment_error=None, next_action=None,
+                          canceled_at=None, latest_charge=(self.charges.get(intent_id) or {}).get("id"))
+            if session is not None:
+                params = self.payment_intent_params.get(session["id"], {})
+                intent.update(amount=session["amount_total"], currency=session["currency"], livemode=session["livemode"],
+                              created=session["created"], metadata=dict(params.get("metadata") or {}),
+                              amount_received=session["amount_total"] if intent["status"] == "succeeded" else 0)
+            return intent
+
     def deliver_async(self, event: dict[str, Any], url: str | None = None) -> Future[requests.Response]:
         return self._pool.submit(self.deliver, event, url)
 
@@ -236,10 +285,12 @@ class StripeStandIn:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def _send(self, status: int, body: dict[str, Any] | str) -> None:
+            def _send(self, status: int, body: dict[str, Any] | str, location: str | None = None) -> None:
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
+                self.send_header("Content-Type", "text/html; charset=utf-8" if isinstance(body, str) else "application/json")
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Request-Id", f"req_{secrets.token_hex(8)}")
                 self.end_headers()
@@ -251,8 +302,8 @@ class StripeStandIn:
 
             def do_GET(self) -> None:
                 path = urlsplit(self.path).path
-                if m := re.fullmatch(r"/pay/(cs_\w+)", path):
-                    return self._send(200, f'<form method="post"><button>Pay {m[1]}</button></form>')
+                if page := hosted_pages.handle(standin, "GET", path, "") or standin.shop.handle("GET", path, b"", self.headers):
+                    return self._send(page.status, page.body, page.location)
                 if self._api_key() is None:
                     return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
                 if m := re.fullmatch(r"/v1/checkout/sessions/(cs_\w+)", path):
@@ -263,20 +314,19 @@ class StripeStandIn:
                         return self._send(404, _error("invalid_request_error", f"No such checkout.session: '{m[1]}'"))
                     return self._send(200, session)
                 if m := re.fullmatch(r"/v1/payment_intents/(pi_\w+)", path):
-                    if m[1] not in standin.payment_intents:
+                    if (intent := standin.payment_intent(m[1])) is None:
                         return self._send(404, _error("invalid_request_error", f"No such payment_intent: '{m[1]}'"))
-                    intent = copy.deepcopy(FIXTURES["payment_intent"])
-                    intent.update(id=m[1], status=standin.payment_intents[m[1]])
                     return self._send(200, intent)
                 self._send(404, _error("invalid_request_error", "Unrecognized request URL."))
 
             def do_POST(self) -> None:
                 path = urlsplit(self.path).path
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                if m := re.fullmatch(r"/pay/(cs_\w+)", path):
-                    session = standin.settle(m[1])
-                    answer = standin.deliver(standin.event("checkout.session.completed", session))
-                    return self._send(200, f"<p>Paid. paystore answered {answer.status_code}: {answer.text}</p>")
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if page := standin.shop.handle("POST", path, raw, self.headers):
+                    return self._send(page.status, page.body, page.location)
+                body = raw.decode()
+                if page := hosted_pages.handle(standin, "POST", path, body):
+                    return self._send(page.status, page.body, page.location)
                 api_key = self._api_key()
                 if api_key is None:
                     return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
@@ -299,9 +349,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--webhook-url", required=True)
     parser.add_argument("--webhook-secret", required=True)
+    parser.add_argument("--notify-secret", help="PAYSTORE_NOTIFY_SECRET, to check notifications sent to /shop/notifications")
     args = parser.parse_args()
-    standin = StripeStandIn(args.webhook_secret, args.webhook_url, port=args.port)
-    print(f"Stripe stand-in on {standin.base_url}, delivering webhooks to {args.webhook_url}", flush=True)
+    standin = StripeStandIn(args.webhook_secret, args.webhook_url, port=args.port, notify_secret=args.notify_secret)
+    print(f"Stripe stand-in on {standin.base_url} (Dashboard: {standin.base_url}/dashboard), "
+          f"delivering webhooks to {args.webhook_url}", flush=True)
     standin.start()
     threading.Event().wait()
 
