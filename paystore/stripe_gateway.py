@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -14,6 +13,7 @@ import requests
 import stripe
 
 from paystore import metrics
+from paystore.inputs import UnacceptableJson, loads_bounded
 from paystore.stripe_objects import CheckoutSession, Event, InvalidStripeObject
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class StripeGateway:
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidWebhook("body is not UTF-8") from None
+            raise InvalidStripeObject("malformed event: the body is not UTF-8") from None
         reason = "signature does not match"
         for secret in self._webhook_secrets:
             try:
@@ -174,7 +174,14 @@ class StripeGateway:
                 reason = str(exc.user_message or exc).split(" (")[0]
         else:
             raise InvalidWebhook(f"invalid Stripe-Signature: {reason}")
+        # Signed but unusable: `invalid_payload`, distinct from a bad signature.
         try:
-            return Event.from_dict(json.loads(text))
-        except (ValueError, InvalidStripeObject) as exc:
-            raise InvalidWebhook(f"malformed event: {exc}") from None
+            event = Event.from_dict(loads_bounded(text))
+        except UnacceptableJson as exc:
+            raise InvalidStripeObject(f"malformed event: {exc}") from None
+        if event.altered_strings:
+            log.warning(
+                "Event %s holds %d strings PostgreSQL cannot store (NUL, lone surrogate) in fields paystore "
+                "does not read; stored with U+FFFD in their place", event.id, event.altered_strings,
+            )
+        return event

@@ -55,7 +55,10 @@ class Purchase:
             session = self._session(status=status, payment_status=payment_status, **session_changes)
             if kind == "expired":
                 session["payment_intent"] = None
-            return s.event(event_type, session)
+            event = s.event(event_type, session)
+            # The envelope is in the purchase's mode even when a test alters the session's.
+            event["livemode"] = self.session["livemode"]
+            return event
         if kind == "refund_partial":
             return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount // 4))
         if kind == "refund_full":

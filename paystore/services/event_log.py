@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from paystore.inputs import storable_text
 from paystore.models import StripeEvent
 from paystore.stripe_objects import Event
 
@@ -63,7 +64,8 @@ def record_outcome(db: Session, record_id: int, outcome: str, purchase_id: uuid.
 
 
 def record_failure(db: Session, event: Event, exc: Exception) -> None:
-    error = f"{type(exc).__name__}: {exc}"[:2000]
+    # The message may quote the event's own strings: keep it storable, or the record fails too.
+    error = storable_text(f"{type(exc).__name__}: {exc}"[:2000])
     log.error("Handling of %s %s failed; recorded as failed for retry or replay: %s", event.type, event.id, error)
     statement = insert(StripeEvent).values(
         stripe_event_id=event.id, type=event.type, livemode=event.livemode, payload=event.payload,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 REFUND_EVENTS = ("charge.refunded",)
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
+WRONG_MODE = "wrong_mode"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult
 
 def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
     with db.begin():
+        if event.livemode != settings.stripe_livemode:
+            return _refuse_other_mode(db, settings, event)
         target = _target(db, event)
         wait_ms = None
         if target.lock_key is not None:
@@ -85,6 +88,18 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         db.flush()  # the purchase's change goes through the ORM (its flush listeners see it)
         event_log.record_outcome(db, record_id, outcome, purchase_id)
     return WebhookResult(outcome, purchase_id)
+
+
+def _refuse_other_mode(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    """An event of the other mode (a test event at a live key, or the reverse) must change
+    nothing. It is recorded, so Stripe stops resending it and an operator can see it."""
+    record = event_log.record_arrival(db, event, None, None)
+    if record is None:
+        return WebhookResult("duplicate")
+    log.error("Event %s is livemode=%s but the key is livemode=%s: recorded, not applied",
+              event.id, event.livemode, settings.stripe_livemode)
+    record.outcome, record.processed_at = WRONG_MODE, datetime.now(UTC)
+    return WebhookResult(WRONG_MODE)
 
 
 def _target(db: Session, event: Event) -> _Target:
