@@ -93,12 +93,12 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
 def _refuse_other_mode(db: Session, settings: Settings, event: Event) -> WebhookResult:
     """An event of the other mode (a test event at a live key, or the reverse) must change
     nothing. It is recorded, so Stripe stops resending it and an operator can see it."""
-    record = event_log.record_arrival(db, event, None, None)
-    if record is None:
+    record_id = event_log.record_arrival(db, event, None, None)
+    if record_id is None:
         return WebhookResult("duplicate")
     log.error("Event %s is livemode=%s but the key is livemode=%s: recorded, not applied",
               event.id, event.livemode, settings.stripe_livemode)
-    record.outcome, record.processed_at = WRONG_MODE, datetime.now(UTC)
+    event_log.record_outcome(db, record_id, WRONG_MODE, None)
     return WebhookResult(WRONG_MODE)
 
 
