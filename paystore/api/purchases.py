@@ -14,7 +14,7 @@ from paystore.api.auth import require_token
 from paystore.api.errors import RETRY_AFTER_S, ApiError, error_response
 from paystore.locks import LockTimeout
 from paystore.models import Purchase
-from paystore.services import checkout, purchases
+from paystore.services import admission, checkout, purchases
 from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
 from paystore.stripe_gateway import StripeUnavailable
 
@@ -64,12 +64,12 @@ _CHECKOUT_FAILURES = (
     (CheckoutConflict, "conflict"),
     (StripeUnavailable, "stripe_failed"),
     (LockTimeout, "lock_timeout"),
-    (checkout.Overloaded, "overloaded"),
+    (admission.Overloaded, "overloaded"),
 )
 
 
-@bp.errorhandler(checkout.Overloaded)
-def overloaded(exc: checkout.Overloaded) -> ResponseReturnValue:
+@bp.errorhandler(admission.Overloaded)
+def overloaded(exc: admission.Overloaded) -> ResponseReturnValue:
     return error_response(503, "overloaded", f"{exc}; retry shortly", RETRY_AFTER_S)
 
 
