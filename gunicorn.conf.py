@@ -17,8 +17,6 @@ import os
 import shutil
 import tempfile
 
-from paystore.config import threads_from_env
-
 _lock_s = int(os.environ.get("PAYSTORE_LOCK_TIMEOUT_MS") or 10_000) / 1000
 _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 
@@ -26,8 +24,6 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Threads, not processes, wait on Stripe: one process per core is enough to use the CPUs.
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
-threads = threads_from_env()  # gthread: threads per process; also the pool size
-worker_connections = threads  # gevent: greenlets per process, likewise bounded by the pool
 # The longest request: checkout of a lapsed session (two lock waits, two Stripe calls).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + 2 * _stripe_s + 10)
 # On SIGTERM a worker finishes the request in hand, so its transaction commits (or rolls back)
@@ -47,7 +43,11 @@ _metrics_dir_is_ours = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="paystore-metrics-"))
 
 # JSON lines for gunicorn's own messages too; paystore logs one line per request itself.
+from paystore.config import threads_from_env  # noqa: E402
 from paystore.logs import logging_config  # noqa: E402
+
+threads = threads_from_env()  # gthread: threads per process; also the pool size
+worker_connections = threads  # gevent: greenlets per process, likewise bounded by the pool
 
 logconfig_dict = logging_config()
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from paystore.config import Settings
 from paystore.db import make_engine, make_session_factory
-from paystore.services.checkout import CheckoutSlots
+from paystore.services.admission import CheckoutSlots
 from paystore.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)

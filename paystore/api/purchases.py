@@ -13,7 +13,7 @@ from paystore.api.auth import require_token
 from paystore.api.errors import RETRY_AFTER_S, ApiError, error_response
 from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
 from paystore.locks import LockTimeout
-from paystore.services import checkout, purchases
+from paystore.services import admission, checkout, purchases
 from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
 from paystore.services.purchase_json import purchase_json
 from paystore.stripe_gateway import StripeUnavailable
@@ -53,12 +53,12 @@ _CHECKOUT_FAILURES = (
     (CheckoutConflict, "conflict"),
     (StripeUnavailable, "stripe_failed"),
     (LockTimeout, "lock_timeout"),
-    (checkout.Overloaded, "overloaded"),
+    (admission.Overloaded, "overloaded"),
 )
 
 
-@bp.errorhandler(checkout.Overloaded)
-def overloaded(exc: checkout.Overloaded) -> ResponseReturnValue:
+@bp.errorhandler(admission.Overloaded)
+def overloaded(exc: admission.Overloaded) -> ResponseReturnValue:
     return error_response(503, "overloaded", f"{exc}; retry shortly", RETRY_AFTER_S)
 
 

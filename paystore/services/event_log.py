@@ -6,7 +6,8 @@ import logging
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -17,50 +18,39 @@ from paystore.stripe_objects import Event
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
-_EVENTS = StripeEvent.__table__
+_INSERT_SQL = (
+    "INSERT INTO stripe_events (stripe_event_id, type, livemode, payload, lock_key, lock_wait_ms)"
+    " VALUES (%(e)s, %(t)s, %(l)s, %(p)s, %(k)s, %(w)s) ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+)
+_EARLIER_SQL = "SELECT id, outcome FROM stripe_events WHERE stripe_event_id = %(e)s FOR UPDATE"
+_TAKE_OVER_SQL = (
+    "UPDATE stripe_events SET attempts = attempts + 1, lock_key = %(k)s, lock_wait_ms = %(w)s, error = NULL"
+    " WHERE id = %(id)s"
+)
+_OUTCOME_SQL = "UPDATE stripe_events SET outcome = %(o)s, purchase_id = %(p)s, processed_at = clock_timestamp() WHERE id = %(id)s"
 
 
 def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: float | None) -> int | None:
     """Insert the event's record and return its id; None if this event id was already handled.
 
     A record left `failed` by an earlier attempt is taken over instead: this attempt may finish it.
-    Core statements, not ORM objects: the record is written, never read back, on the hot path.
+    Plain SQL on the session's connection: on the hot path the record is written, never read.
     """
-    inserted = db.scalar(
-        insert(_EVENTS)
-        .values(
-            stripe_event_id=event.id,
-            type=event.type,
-            livemode=event.livemode,
-            payload=event.payload,
-            lock_key=lock_key,
-            lock_wait_ms=wait_ms,
-        )
-        .on_conflict_do_nothing(index_elements=["stripe_event_id"])
-        .returning(_EVENTS.c.id)
-    )
+    conn = db.connection()
+    params = {"e": event.id, "t": event.type, "l": event.livemode, "p": Jsonb(event.payload), "k": lock_key, "w": wait_ms}
+    inserted = conn.exec_driver_sql(_INSERT_SQL, params).scalar()
     if inserted is not None:
         return inserted
-    earlier = db.execute(
-        select(_EVENTS.c.id, _EVENTS.c.outcome).where(_EVENTS.c.stripe_event_id == event.id).with_for_update()
-    ).one()
+    earlier = conn.exec_driver_sql(_EARLIER_SQL, {"e": event.id}).one()
     if earlier.outcome != FAILED:
         return None
-    db.execute(
-        update(_EVENTS)
-        .where(_EVENTS.c.id == earlier.id)
-        .values(attempts=_EVENTS.c.attempts + 1, lock_key=lock_key, lock_wait_ms=wait_ms, error=None)
-    )
+    conn.exec_driver_sql(_TAKE_OVER_SQL, {"id": earlier.id, "k": lock_key, "w": wait_ms})
     return earlier.id
 
 
 def record_outcome(db: Session, record_id: int, outcome: str, purchase_id: uuid.UUID | None) -> None:
     """Finish the record in the transaction of the event's effect."""
-    db.execute(
-        update(_EVENTS)
-        .where(_EVENTS.c.id == record_id)
-        .values(outcome=outcome, purchase_id=purchase_id, processed_at=datetime.now(UTC))
-    )
+    db.connection().exec_driver_sql(_OUTCOME_SQL, {"id": record_id, "o": outcome, "p": purchase_id})
 
 
 def record_failure(db: Session, event: Event, exc: Exception) -> None:
