@@ -103,8 +103,13 @@ def someone_waits_for(engine: Engine, key: str) -> bool:
 
 
 def any_lock_wait(engine: Engine) -> bool:
+    """Some backend of this database waits for a lock (pg_locks is cluster-wide: a shared dev
+    server's other databases must not count)."""
     with engine.connect() as conn:
-        return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+        return bool(conn.scalar(text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )))
 
 
 def purchase_row(engine: Engine, purchase_id: str) -> dict[str, Any] | None:
