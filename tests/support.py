@@ -91,7 +91,8 @@ def advisory_lock_holders(engine: Engine, key: str) -> list[dict[str, Any]]:
             text(
                 "SELECT l.pid, l.granted, a.application_name FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o AND l.objsubid = 1"
+                "WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"c": classid, "o": objid},
         )
