@@ -93,7 +93,8 @@ def advisory_lock_holders(engine: Engine, key: str) -> list[dict[str, Any]]:
             text(
                 "SELECT l.pid, l.granted, a.application_name FROM pg_locks l "
                 "JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o AND l.objsubid = 1"
+                "WHERE l.locktype = 'advisory' AND l.classid = :c AND l.objid = :o AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ),
             {"c": classid, "o": objid},
         )
@@ -105,8 +106,13 @@ def someone_waits_for(engine: Engine, key: str) -> bool:
 
 
 def any_lock_wait(engine: Engine) -> bool:
+    """Some backend of this database waits for a lock (pg_locks is cluster-wide: a shared dev
+    server's other databases must not count)."""
     with engine.connect() as conn:
-        return bool(conn.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")))
+        return bool(conn.scalar(text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )))
 
 
 def purchase_row(engine: Engine, purchase_id: str) -> dict[str, Any] | None:

@@ -36,8 +36,6 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.gunicorn
-
 WORKERS_PER_INSTANCE = 3
 
 
@@ -75,6 +73,7 @@ def _race(checkout_on: str, webhook_on: str, standin: StripeStandIn, engine: Eng
 
 
 @pytest.mark.parametrize("direction", [(0, 1), (1, 0)], ids=["checkout-a-webhook-b", "checkout-b-webhook-a"])
+@pytest.mark.gunicorn
 def test_webhook_on_one_instance_waits_for_checkout_on_the_other(
     instances: list[str], standin: StripeStandIn, engine: Engine, direction: tuple[int, int]
 ) -> None:
@@ -95,6 +94,7 @@ def test_webhook_on_one_instance_waits_for_checkout_on_the_other(
     assert wait_ms > 0
 
 
+@pytest.mark.gunicorn
 def test_negative_control_across_instances_without_the_lock_the_sale_is_stuck(
     nolock_instances: list[str], standin: StripeStandIn, engine: Engine
 ) -> None:
@@ -120,6 +120,7 @@ class CrossDelivery:
         self.deliveries.append(self.standin.deliver_async(event, url=other + "/webhooks/stripe"))
 
 
+@pytest.mark.gunicorn
 def test_a_storm_of_pairs_split_across_both_instances_completes_every_purchase_once(
     instances: list[str], standin: StripeStandIn, engine: Engine, pgbouncer_url: str
 ) -> None:

@@ -96,10 +96,14 @@ def direct_app(zone_database: tuple[str, str], standin_server: StripeStandIn) ->
     yield from _serve(zone_database[0], standin_server)
 
 
+def _through(pgbouncer_url: str, database_url: str) -> str:
+    """The same database, reached through PgBouncer."""
+    return make_url(pgbouncer_url).set(database=make_url(database_url).database).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="module")
 def pooled_app(zone_database: tuple[str, str], pgbouncer_url: str, standin_server: StripeStandIn) -> Iterator[str]:
-    database = make_url(zone_database[0]).database
-    yield from _serve(make_url(pgbouncer_url).set(database=database).render_as_string(hide_password=False), standin_server)
+    yield from _serve(_through(pgbouncer_url, zone_database[0]), standin_server)
 
 
 def _epoch(engine: Engine, column: str, purchase_id: str) -> float:
@@ -118,8 +122,11 @@ def test_api_timestamps_are_the_database_instants_in_utc(
     standin_server: StripeStandIn,
 ) -> None:
     base_url = request.getfixturevalue("direct_app" if route == "direct" else "pooled_app")
-    with clean_zone.connect() as conn:  # the sessions paystore opens really are in the far zone
+    url = zone_database[0] if route == "direct" else _through(request.getfixturevalue("pgbouncer_url"), zone_database[0])
+    probe = make_engine(url)
+    with probe.connect() as conn:  # the sessions paystore opens really are in the far zone
         assert conn.scalar(text("SHOW TimeZone")) == zone_database[1]
+    probe.dispose()
     api = Api(base_url)
     checkout = api.checkout()
     assert checkout.status_code == 201, checkout.text
