@@ -46,7 +46,7 @@ def _create_app() -> Flask:
 def _configure_cli_logging(verbose: int) -> None:
     if logging.getLogger().handlers:
         return  # a host application configured logging already
-    asked = {0: None, 1: "INFO"}.get(verbose, "DEBUG") or os.environ.get("PAYSTORE_LOG_LEVEL")
+    asked = {0: None, 1: "INFO"}.get(verbose, "DEBUG") or os.environ.get("PAYSTORE_LOG_LEVEL") or None
     logging.config.dictConfig(logging_config(asked or "WARNING"))
     if asked is None:
         # The embedded default announces itself at WARNING for servers; a command's output
