@@ -10,12 +10,9 @@ undelivered row of the same purchase exists.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import random
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -25,11 +22,12 @@ from sqlalchemy import and_, case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from paystore.models import Notification
+from paystore.services.shop_client import post_notification
 
 log = logging.getLogger(__name__)
 
-POST_TIMEOUT_S = 10.0
-# Longer than one POST can take, so a live deliverer never loses its row to another.
+# Longer than one POST can take (shop_client.POST_TIMEOUT_S), so a live deliverer never loses
+# its row to another.
 LEASE = timedelta(seconds=60)
 BACKOFF_BASE_S = 30.0
 BACKOFF_CAP_S = 6 * 3600.0
@@ -60,13 +58,6 @@ class DeliveryRun:
     failed: int = 0
     dead: int = 0
     tried: list[uuid.UUID] = field(default_factory=list)
-
-
-def signature_header(body: bytes, secrets: tuple[str, ...], timestamp: int) -> str:
-    """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, one v1 per secret (rotation)."""
-    signed = f"{timestamp}.".encode() + body
-    macs = [hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest() for secret in secrets]
-    return ",".join([f"t={timestamp}", *(f"v1={mac}" for mac in macs)])
 
 
 def backoff_seconds(attempts: int) -> float:
@@ -107,24 +98,6 @@ def claim_next(db: Session, exclude: list[uuid.UUID]) -> Claimed | None:
             .returning(Notification.id, Notification.body, Notification.attempts)
         ).first()
     return Claimed(*row) if row else None
-
-
-def post(http: requests.Session, url: str, secrets: tuple[str, ...], claimed: Claimed) -> str | None:
-    """POST one notification; None when the shop answered 2xx, else why not (never the URL:
-    it may carry a credential)."""
-    body = claimed.body.encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Paystore-Notification-Id": str(claimed.id),
-        "Paystore-Signature": signature_header(body, secrets, int(time.time())),
-    }
-    try:
-        response = http.post(url, data=body, headers=headers, timeout=POST_TIMEOUT_S, allow_redirects=False)
-    except requests.RequestException as exc:
-        return type(exc).__name__
-    if 200 <= response.status_code < 300:
-        return None
-    return f"HTTP {response.status_code}"
 
 
 def record_delivered(db: Session, claimed: Claimed) -> None:
@@ -172,7 +145,7 @@ def deliver_due(
         if claimed is None:
             break
         run.tried.append(claimed.id)
-        error = post(http, url, secrets, claimed)
+        error = post_notification(http, url, secrets, claimed.id, claimed.body)
         if error is None:
             record_delivered(db, claimed)
             run.delivered += 1
