@@ -76,6 +76,9 @@ class Shop:
             daemon_threads = True
             allow_reuse_address = True
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # answering a deliverer the test killed: a broken pipe is expected
+
         self._server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/paystore/notifications"
 

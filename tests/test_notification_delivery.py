@@ -20,7 +20,7 @@ from flask import Flask
 from sqlalchemy import Engine, select, text
 
 from paystore.models import Notification, PaymentFact, Purchase
-from paystore.services import delivery, lifecycle
+from paystore.services import delivery, lifecycle, shop_client
 from tests.shop import Shop, verify
 from tests.support import ROOT, TOKEN, count, free_port, paystore_cli, wait_until
 
@@ -94,7 +94,7 @@ def test_the_shop_gets_the_body_and_headers_and_the_signature_verifies(live_app:
     assert verify(got.body, got.signature, SECRET)
     assert not verify(got.body, got.signature, "wrong_secret")
     assert not verify(got.body.replace(b"completed", b"refunded"), got.signature, SECRET)
-    stale = delivery.signature_header(got.body, (SECRET,), int(time.time()) - 3600)
+    stale = shop_client.signature_header(got.body, (SECRET,), int(time.time()) - 3600)
     assert not verify(got.body, stale, SECRET)
     assert row(engine, nid)["delivered_at"] is not None
 
@@ -143,7 +143,7 @@ def test_shop_down_is_retried_later_and_nothing_is_lost(
 
 
 def test_after_three_days_a_row_is_dead_listed_and_replayable(
-    live_app: Flask, engine: Engine, shop: Shop, notify_env: dict[str, str]
+    live_app: Flask, engine: Engine, shop: Shop, notify_env: dict[str, str], live_server: str
 ) -> None:
     [nid] = completed_purchases(live_app, 1)
     with engine.begin() as conn:
@@ -156,6 +156,8 @@ def test_after_three_days_a_row_is_dead_listed_and_replayable(
     assert failed.returncode == 1 and "dead 1" in failed.stdout
     assert row(engine, nid)["dead_at"] is not None and row(engine, nid)["last_error"] == "HTTP 500"
     assert nid in listed.stdout and "dead" in listed.stdout
+    metrics = requests.get(live_server + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
+    assert "paystore_notifications_dead 1.0" in metrics and "paystore_notifications_undelivered 0.0" in metrics
     assert "delivered 0, failed 0" in paystore_cli(notify_env, "notifications", "deliver").stdout
 
     shop.status = 200
