@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REFUND_EVENTS = ("charge.refunded",)
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
 WRONG_MODE = "wrong_mode"
+PAYMENT_FAILED = "payment_failed"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         if record is None:
             return WebhookResult("duplicate", target.purchase_id)
         outcome, purchase = _apply(db, settings, event, target)
+        if outcome == event_log.FAILED:
+            # The purchase's new status `failed` (the payment failed) must not read as a failed
+            # handler: a `failed` record is taken over by a redelivery and replayed.
+            outcome = PAYMENT_FAILED
         record.outcome = outcome
         record.purchase_id = purchase.id if purchase is not None else target.purchase_id
         record.processed_at = datetime.now(UTC)
