@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 _SCALE = int(os.environ.get("PAYSTORE_HYPOTHESIS_EXAMPLES", "0"))
@@ -25,6 +25,8 @@ def bounded(examples: int, **more: Any) -> settings:
         database=None,
         deadline=None,
         print_blob=True,
+        # No `explain` phase: on Python < 3.12 it traces every line and takes minutes over HTTP.
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
         # Fixtures are set up once per test, not per example: the properties are written for
         # that (they compare counts before and after each example instead of an empty DB).
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import random
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,8 +90,23 @@ def deliver_like_stripe(
     raise AssertionError(f"{len(pending)} deliveries never succeeded")
 
 
-def shuffled_with_duplicates(rng: random.Random, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stripe's worst: any order, and any event redelivered (same id) a few times."""
-    copies = [e for e in events for _ in range(rng.choice((1, 1, 2, 3)))]
-    rng.shuffle(copies)
-    return copies
+def expected_status(kinds: set[str], mismatch: bool) -> str:
+    """The reference model: docs/DESIGN.md's state table, read as a function of the *set* of
+    facts paystore has learned (by webhook or reconcile), whatever their order."""
+    if mismatch and kinds & {"completed_paid", "completed_unpaid", "async_succeeded"}:  # a completion
+        return "needs_review"
+    if kinds & {"completed_paid", "async_succeeded"}:
+        if "dispute_lost" in kinds:
+            return "dispute_lost"
+        if "refund_full" in kinds:
+            return "refunded"
+        if "dispute_created" in kinds and "dispute_won" not in kinds:
+            return "disputed"
+        return "completed"
+    if "async_failed" in kinds:
+        return "failed"
+    if "completed_unpaid" in kinds:
+        return "awaiting_payment"
+    if "expired" in kinds:
+        return "expired"
+    return "pending"

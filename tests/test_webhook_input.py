@@ -144,3 +144,18 @@ def test_unknown_event_type_is_recorded_and_ignored(standin: StripeStandIn, engi
     assert (first.status_code, first.json()["outcome"]) == (200, "ignored")
     assert (second.status_code, second.json()["outcome"]) == (200, "duplicate")
     assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'ignored'") == 1
+
+
+def test_a_failed_payment_is_recorded_apart_from_a_failed_handler(api, standin: StripeStandIn, engine: Engine) -> None:
+    """Found by the state machine: the outcome of a transition to `failed` was the record's own
+    marker of a handler failure, so a redelivery took the record over and applied it again."""
+    created = api.checkout().json()
+    session = standin.settle(created["stripe_session_id"], payment_status="unpaid", intent_status="requires_payment_method")
+    event = standin.event("checkout.session.async_payment_failed", session)
+
+    first, again = standin.deliver(event), standin.deliver(event)
+
+    assert (first.status_code, first.json()["outcome"]) == (200, "payment_failed")
+    assert (again.status_code, again.json()["outcome"]) == (200, "duplicate")
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'failed'") == 0
+    assert count(engine, "SELECT attempts FROM stripe_events") == 1

@@ -21,6 +21,7 @@ import hmac
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from paystore.devtools.payment_actions import PaymentActions
 
 FIXTURES = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
 API_VERSION = "2026-08-27.preview"
+DROP_CONNECTION = -1  # a create fault: no answer at all, the connection is cut
 
 
 def stripe_id(prefix: str) -> str:
@@ -109,7 +111,9 @@ class StripeStandIn(PaymentActions):
             self.deliveries: list[dict[str, Any]] = []  # webhooks sent by the pages, with paystore's answer
             self.create_calls: list[dict[str, Any]] = []
             self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-            self.create_faults: deque[int | str] = deque()  # per call: HTTP status or "hang"
+            # per call: HTTP status, "hang", or "drop" (create the session, then cut the
+            # connection without answering: the network failed mid-request)
+            self.create_faults: deque[int | str] = deque()
             self.create_delay_s = 0.0
             self.retrieve_faults: dict[str, int] = {}  # session id -> HTTP status
             self.before_create_response: Callable[[dict[str, Any]], None] | None = None
@@ -271,6 +275,8 @@ class StripeStandIn(PaymentActions):
         if idempotency_key:
             with self._lock:
                 self.idempotent[idempotency_key] = (params, copy.deepcopy(session))
+        if fault == "drop":
+            return DROP_CONNECTION, session
         return 200, session
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -332,6 +338,9 @@ class StripeStandIn(PaymentActions):
                     return self._send(401, _error("invalid_request_error", "Invalid API Key provided."))
                 if path == "/v1/checkout/sessions":
                     status, answer = standin._create(decode_form(body), self.headers.get("Idempotency-Key"), api_key)
+                    if status == DROP_CONNECTION:
+                        self.close_connection = True
+                        return self.connection.shutdown(socket.SHUT_RDWR)
                     return self._send(status, answer)
                 if m := re.fullmatch(r"/v1/checkout/sessions/(cs_\w+)/expire", path):
                     return self._send(200, standin.settle(m[1], status="expired", payment_status="unpaid"))

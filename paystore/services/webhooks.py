@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 REFUND_EVENTS = ("charge.refunded",)
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
 WRONG_MODE = "wrong_mode"
+PAYMENT_FAILED = "payment_failed"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         if record_id is None:
             return WebhookResult("duplicate", target.purchase_id)
         outcome, purchase = _apply(db, settings, event, target)
+        if outcome == event_log.FAILED:
+            # The purchase's new status `failed` (the payment failed) must not read as a failed
+            # handler: a `failed` record is taken over by a redelivery and replayed.
+            outcome = PAYMENT_FAILED
         purchase_id = purchase.id if purchase is not None else target.purchase_id
         db.flush()  # the purchase's change goes through the ORM (its flush listeners see it)
         event_log.record_outcome(db, record_id, outcome, purchase_id)
