@@ -191,8 +191,9 @@ inline rollback() {
 	:: held & (1 << (k)) -> \
 		if :: srvbusy[0] == 0 -> sv = 0 :: srvbusy[1] == 0 -> sv = 1 fi; \
 		if \
-		:: lk[k] == SERVER(sv) -> lkn[k]--; if :: lkn[k] == 0 -> lk[k] = 0 :: else -> skip fi \
-		:: else -> skip \
+		:: lk[k] == SERVER(sv) -> lkn[k]--; if :: lkn[k] == 0 -> lk[k] = 0 :: else -> skip fi; \
+			printf("MSC: %d unlocks key %d on server %d\n", _pid, k, sv) \
+		:: else -> printf("MSC: %d unlock of key %d lands on server %d: no-op, the lock stays\n", _pid, k, sv) \
 		fi \
 	:: else -> skip \
 	fi
@@ -356,18 +357,26 @@ done:
 
 /* --- Stripe: the buyer pays one created session, at any moment ------------------------------ */
 proctype Stripe() {
+	byte s;
 end_wait:
+	atomic {
+		if
+		:: stripe[0] == S_OPEN -> s = 0
+		:: stripe[1] == S_OPEN -> s = 1
+		fi;
+		paid_s = s;
+		emitted[E_COMPLETED] = 1;
+		if
+		:: stripe[s] = S_PAID;
+			printf("MSC: buyer pays session %d; Stripe sends event 0 (completed, paid)\n", s)
+		:: stripe[s] = S_UNPAID; delayed = 1;
+			printf("MSC: buyer pays session %d by a delayed method; Stripe sends event 0 (completed, unpaid)\n", s)
+		fi
+	};
 	if
-	:: atomic { stripe[0] == S_OPEN -> paid_s = 0 }
-	:: atomic { stripe[1] == S_OPEN -> paid_s = 1 }
-	fi;
-	if
-	:: atomic { stripe[paid_s] = S_PAID; emitted[E_COMPLETED] = 1;
-		printf("MSC: buyer pays session %d; Stripe sends event 0 (completed, paid)\n", paid_s) }
-	:: atomic { delayed = 1; stripe[paid_s] = S_UNPAID; emitted[E_COMPLETED] = 1;
-		printf("MSC: buyer pays session %d by a delayed method; Stripe sends event 0 (completed, unpaid)\n", paid_s) };
-		atomic { stripe[paid_s] = S_PAID; emitted[E_ASYNC_PAID] = 1;
-		printf("MSC: the payment of session %d succeeds; Stripe sends event 1 (async_payment_succeeded)\n", paid_s) }
+	:: delayed -> atomic { stripe[s] = S_PAID; emitted[E_ASYNC_PAID] = 1;
+		printf("MSC: the payment of session %d succeeds; Stripe sends event 1 (async_payment_succeeded)\n", s) }
+	:: else -> skip
 	fi
 }
 
