@@ -311,33 +311,26 @@ done:
 	skip
 }
 
-/* --- reconcile._reconcile_one; the return page (GET /checkout/return) does the same for the
-       session the buyer comes back from ----------------------------------------------------- */
+/* --- reconcile._reconcile_one; the buyer's return page (GET /checkout/return,
+       fulfilment.return_from_checkout) does the same through the same code ------------------- */
 proctype Snapshot(bit return_page) {
 	TXN_LOCALS;
 	byte p, fact, read;
 end_wait:
-	/* Stripe is asked outside any transaction. A snapshot of a session nobody paid says `open`,
-	   which changes nothing: only the paid session's purchase matters. The buyer comes back
-	   from the session they paid; reconcile takes it as a committed open purchase with a
-	   session id. */
-	if
-	:: atomic { return_page && paid_s != NOSESSION -> p = paid_s; fact = SNAPSHOT(stripe[p]);
-		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) }
-	:: atomic { !return_page && paid_s != NOSESSION && ex[paid_s] && sess[paid_s] && !rev[paid_s] && pay[paid_s] != PAID ->
-		p = paid_s; fact = SNAPSHOT(stripe[p]);
-		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) }
-	fi;
+	/* Both read a committed open purchase with a session id (in a transaction of their own),
+	   then ask Stripe outside any transaction. A session nobody paid says `open`, which
+	   changes nothing, so only the paid session's purchase is looked at. */
+	atomic { paid_s != NOSESSION && ex[paid_s] && sess[paid_s] && !rev[paid_s] && pay[paid_s] != PAID -> p = paid_s };
+	atomic { fact = SNAPSHOT(stripe[p]);
+		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) };
 	BEGIN;
 	LOCK(PKEY(p), aborted);
-	if
-	:: atomic { ex[p] -> read = pay[p]; npay = MAX(read, fact); nrev = rev[p]; nsess = sess[p];
+	/* db.get_one(Purchase, populate_existing=True), then lifecycle.apply */
+	atomic { read = pay[p]; npay = MAX(read, fact); nrev = rev[p]; nsess = sess[p];
 		printf("MSC: %d reads purchase %d: payment fact %d\n", _pid, p, read) };
-		if
-		:: npay != read -> ROW_UPDATE(p)
-		:: else -> skip
-		fi
-	:: atomic { !ex[p] -> read = NONE }  /* the return page of a rolled-back checkout: 404 */
+	if
+	:: npay != read -> ROW_UPDATE(p)
+	:: else -> skip
 	fi;
 	if
 	:: atomic { commit() }
