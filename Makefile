@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test bench install clean
+.PHONY: serve test bench install clean model
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("paystore needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -27,3 +27,8 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# The protocol model-checked with Spin: the correct model verifies, each broken variant must
+# produce a counterexample (model/README.md).
+model:
+	model/check.sh

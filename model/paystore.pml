@@ -191,8 +191,9 @@ inline rollback() {
 	:: held & (1 << (k)) -> \
 		if :: srvbusy[0] == 0 -> sv = 0 :: srvbusy[1] == 0 -> sv = 1 fi; \
 		if \
-		:: lk[k] == SERVER(sv) -> lkn[k]--; if :: lkn[k] == 0 -> lk[k] = 0 :: else -> skip fi \
-		:: else -> skip \
+		:: lk[k] == SERVER(sv) -> lkn[k]--; if :: lkn[k] == 0 -> lk[k] = 0 :: else -> skip fi; \
+			printf("MSC: %d unlocks key %d on server %d\n", _pid, k, sv) \
+		:: else -> printf("MSC: %d unlock of key %d lands on server %d: no-op, the lock stays\n", _pid, k, sv) \
 		fi \
 	:: else -> skip \
 	fi
@@ -310,33 +311,26 @@ done:
 	skip
 }
 
-/* --- reconcile._reconcile_one; the return page (GET /checkout/return) does the same for the
-       session the buyer comes back from ----------------------------------------------------- */
+/* --- reconcile._reconcile_one; the buyer's return page (GET /checkout/return,
+       fulfilment.return_from_checkout) does the same through the same code ------------------- */
 proctype Snapshot(bit return_page) {
 	TXN_LOCALS;
 	byte p, fact, read;
 end_wait:
-	/* Stripe is asked outside any transaction. A snapshot of a session nobody paid says `open`,
-	   which changes nothing: only the paid session's purchase matters. The buyer comes back
-	   from the session they paid; reconcile takes it as a committed open purchase with a
-	   session id. */
-	if
-	:: atomic { return_page && paid_s != NOSESSION -> p = paid_s; fact = SNAPSHOT(stripe[p]);
-		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) }
-	:: atomic { !return_page && paid_s != NOSESSION && ex[paid_s] && sess[paid_s] && !rev[paid_s] && pay[paid_s] != PAID ->
-		p = paid_s; fact = SNAPSHOT(stripe[p]);
-		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) }
-	fi;
+	/* Both read a committed open purchase with a session id (in a transaction of their own),
+	   then ask Stripe outside any transaction. A session nobody paid says `open`, which
+	   changes nothing, so only the paid session's purchase is looked at. */
+	atomic { paid_s != NOSESSION && ex[paid_s] && sess[paid_s] && !rev[paid_s] && pay[paid_s] != PAID -> p = paid_s };
+	atomic { fact = SNAPSHOT(stripe[p]);
+		printf("MSC: %d retrieves session %d from Stripe: payment fact %d\n", _pid, p, fact) };
 	BEGIN;
 	LOCK(PKEY(p), aborted);
-	if
-	:: atomic { ex[p] -> read = pay[p]; npay = MAX(read, fact); nrev = rev[p]; nsess = sess[p];
+	/* db.get_one(Purchase, populate_existing=True), then lifecycle.apply */
+	atomic { read = pay[p]; npay = MAX(read, fact); nrev = rev[p]; nsess = sess[p];
 		printf("MSC: %d reads purchase %d: payment fact %d\n", _pid, p, read) };
-		if
-		:: npay != read -> ROW_UPDATE(p)
-		:: else -> skip
-		fi
-	:: atomic { !ex[p] -> read = NONE }  /* the return page of a rolled-back checkout: 404 */
+	if
+	:: npay != read -> ROW_UPDATE(p)
+	:: else -> skip
 	fi;
 	if
 	:: atomic { commit() }
@@ -356,18 +350,26 @@ done:
 
 /* --- Stripe: the buyer pays one created session, at any moment ------------------------------ */
 proctype Stripe() {
+	byte s;
 end_wait:
+	atomic {
+		if
+		:: stripe[0] == S_OPEN -> s = 0
+		:: stripe[1] == S_OPEN -> s = 1
+		fi;
+		paid_s = s;
+		emitted[E_COMPLETED] = 1;
+		if
+		:: stripe[s] = S_PAID;
+			printf("MSC: buyer pays session %d; Stripe sends event 0 (completed, paid)\n", s)
+		:: stripe[s] = S_UNPAID; delayed = 1;
+			printf("MSC: buyer pays session %d by a delayed method; Stripe sends event 0 (completed, unpaid)\n", s)
+		fi
+	};
 	if
-	:: atomic { stripe[0] == S_OPEN -> paid_s = 0 }
-	:: atomic { stripe[1] == S_OPEN -> paid_s = 1 }
-	fi;
-	if
-	:: atomic { stripe[paid_s] = S_PAID; emitted[E_COMPLETED] = 1;
-		printf("MSC: buyer pays session %d; Stripe sends event 0 (completed, paid)\n", paid_s) }
-	:: atomic { delayed = 1; stripe[paid_s] = S_UNPAID; emitted[E_COMPLETED] = 1;
-		printf("MSC: buyer pays session %d by a delayed method; Stripe sends event 0 (completed, unpaid)\n", paid_s) };
-		atomic { stripe[paid_s] = S_PAID; emitted[E_ASYNC_PAID] = 1;
-		printf("MSC: the payment of session %d succeeds; Stripe sends event 1 (async_payment_succeeded)\n", paid_s) }
+	:: delayed -> atomic { stripe[s] = S_PAID; emitted[E_ASYNC_PAID] = 1;
+		printf("MSC: the payment of session %d succeeds; Stripe sends event 1 (async_payment_succeeded)\n", s) }
+	:: else -> skip
 	fi
 }
 

@@ -1,0 +1,77 @@
+"""The protocol model-checked with Spin (model/paystore.pml, run by model/check.sh).
+
+The correct model must verify (safety and liveness); each broken variant (no lock, the original
+two-keys bug, a session-level lock behind a transaction pooler) must produce a counterexample.
+A second test weakens one variant into the correct protocol and shows that check.sh then fails:
+the negative controls themselves can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support import ROOT
+
+CHECK = ROOT / "model" / "check.sh"
+MODEL = ROOT / "model" / "paystore.pml"
+VARIANTS = ("NO_LOCK", "TWO_KEYS", "SESSION_LOCK_POOLED")
+
+pytestmark = [
+    pytest.mark.no_db,
+    pytest.mark.skipif(
+        shutil.which("spin") is None or shutil.which("gcc") is None,
+        reason="Spin and gcc are not installed (scripts/install-system-deps.sh installs them; CI does)",
+    ),
+    # The verifier's own time on a machine shared with other work; nothing here is timed.
+    pytest.mark.timeout(900),
+]
+
+
+def _check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CHECK), "-k", str(tmp_path)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def _errors(output: str, run: str) -> int:
+    found = re.search(rf"^model: {re.escape(run)}\s+errors (\d+)\s+states stored \S+", output, re.M)
+    assert found, f"no result line for {run} in:\n{output}"
+    return int(found.group(1))
+
+
+def test_correct_model_verifies_and_every_broken_variant_has_a_counterexample(tmp_path: Path) -> None:
+    result = _check(tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _errors(output, "correct/safety") == 0
+    assert _errors(output, "correct/liveness") == 0
+    for variant in VARIANTS:
+        assert _errors(output, variant) >= 1, output
+        assert f"model: {variant}: counterexample, as expected" in output
+        assert (tmp_path / variant / "paystore.pml.trail").stat().st_size > 0
+    # TWO_KEYS loses a payment that was answered 2xx: a webhook's committed effect is overwritten.
+    assert re.search(r"model: TWO_KEYS: counterexample.*assertion violated \(\(pay\[0\]>=acked\[0\]\)", output)
+
+
+def test_check_fails_when_a_broken_variant_verifies_clean(tmp_path: Path) -> None:
+    """A TWO_KEYS whose webhook takes the right key is the correct protocol: no trail, so check.sh fails."""
+    source = MODEL.read_text()
+    broken_key = "#define WEBHOOK_KEY(p) SKEY(p)"
+    assert broken_key in source
+    weakened = tmp_path / "weakened.pml"
+    weakened.write_text(source.replace(broken_key, "#define WEBHOOK_KEY(p) PKEY(p)"))
+    result = _check(tmp_path / "runs", MODEL_FILE=str(weakened), MODEL_RUNS="TWO_KEYS")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert _errors(output, "TWO_KEYS") == 0
+    assert "model: TWO_KEYS: FAILED, the broken variant verified clean (negative control)" in output
