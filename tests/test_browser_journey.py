@@ -328,7 +328,7 @@ def test_the_payment_intent_the_stand_in_answers_agrees_with_the_charge(journey:
 
 def test_the_demo_shop_checks_the_notification_signature(standin_server: StripeStandIn) -> None:
     from paystore.devtools.demo_shop import DemoShop
-    from paystore.services.delivery import signature_header
+    from paystore.services.shop_client import signature_header
 
     shop, body = DemoShop("whsec_demo"), b'{"type": "purchase.completed"}'
     assert shop.signature_ok(body, signature_header(body, ("whsec_old", "whsec_demo"), 1_800_000_000)) is True
