@@ -171,12 +171,11 @@ def _nothing_half_made(engine: Engine) -> None:
 
 
 def _advisory_locks(engine: Engine) -> int:
-    # pg_locks covers the whole server: count only this database's (a shared dev server has others).
-    return count(
-        engine,
+    # pg_locks covers the whole cluster: count only this database's locks.
+    return count(engine, (
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ))
 
 
 # ---------------------------------------------------------------- PostgreSQL killed mid-storm
