@@ -45,6 +45,7 @@ run() {
 	local dir="$work/${name//\//-}"
 	case " $runs " in *" $name "*) ;; *) return ;; esac
 	mkdir -p "$dir"
+	rm -f "$dir"/*.trail "$dir"/pan.out
 	cp "$model" "$dir/paystore.pml"
 	(
 		cd "$dir"
@@ -61,9 +62,9 @@ run() {
 	memory=$(sed -n 's/^ *\([0-9.]*\)\s*total actual memory usage.*/\1/p' "$out" | tail -1)
 	printf 'model: %-28s errors %-3s states stored %-10s transitions %-10s time %6ss  memory %6s MB\n' \
 		"$name" "${errors:-?}" "${stored:-?}" "${transitions:-?}" "${seconds:-?}" "${memory:-?}"
-	if grep -qE "out of memory|max search depth too small|Search not completed" "$out" && [ "$expect" = verifies ]; then
+	if grep -qE "out of memory|reached -DMEMLIM bound|max search depth too small|Search not completed" "$out" && [ "$expect" = verifies ]; then
 		echo "model: $name: the search did not cover the whole state space:" >&2
-		grep -E "out of memory|max search depth too small|Search not completed" "$out" >&2
+		grep -E "out of memory|reached -DMEMLIM bound|max search depth too small|Search not completed" "$out" >&2
 		failures=$((failures + 1))
 		return
 	fi
