@@ -55,6 +55,8 @@ def test_correct_model_verifies_and_every_broken_variant_has_a_counterexample(tm
     assert result.returncode == 0, output
     assert _errors(output, "correct/safety") == 0
     assert _errors(output, "correct/liveness") == 0
+    # Checkout and webhooks alone on two keys: the recovery path still closes the original race.
+    assert _errors(output, "TWO_KEYS/webhooks-only") == 0
     for variant in VARIANTS:
         assert _errors(output, variant) >= 1, output
         assert f"model: {variant}: counterexample, as expected" in output
