@@ -139,15 +139,19 @@ def measure(
                 load.merge(future.result())
         rss = sorted(w.memory_info().rss / 2**20 for i in served for w in i.workers())
     with engine.connect() as conn:
-        ids = load.purchase_ids
-        waits = list(conn.scalars(text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}))
-        not_completed = conn.scalar(text("SELECT count(*) FROM purchases WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'completed'"),
-                                    {"ids": ids})
+        ids = {"ids": load.purchase_ids}
+        waits = list(conn.scalars(
+            text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = ANY(CAST(:ids AS uuid[]))"), ids
+        ))
+        not_completed = conn.scalar(
+            text("SELECT count(*) FROM purchases WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'completed'"), ids
+        )
         doubles = conn.scalar(text("SELECT count(*) FROM (SELECT purchase_id FROM stripe_events WHERE outcome = 'completed'"
                                    " GROUP BY purchase_id HAVING count(*) > 1) d"))
     return Figures(
         label=label, model=model, latency_ms=latency_ms, buyers=buyers, seconds=seconds, load=load,
         lock_wait_ms=[w for w in waits if w is not None], not_completed=int(not_completed or 0),
         double_transitions=int(doubles or 0), peak_connections=sampler.peak, rss_mb=rss,
-        app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2], app_sys_s=after[3] - before[3],
+        app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2],
+        app_sys_s=after[3] - before[3],
     )
