@@ -22,7 +22,13 @@ serve: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed
+# Knobs: make bench BENCH_LATENCY_MS=300 BENCH_BUYERS=32 BENCH_WORKER_CLASS=gthread|gevent
+# (every knob is listed in the docstring of bench/__main__.py)
+$(VENV)/.bench-installed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@touch $@
+
+bench: $(VENV)/.bench-installed
 	$(BIN)/python -m bench
 
 clean:

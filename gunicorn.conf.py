@@ -47,7 +47,10 @@ from paystore.config import threads_from_env  # noqa: E402
 from paystore.logs import logging_config  # noqa: E402
 
 threads = threads_from_env()  # gthread: threads per process; also the pool size
-worker_connections = threads  # gevent: greenlets per process, likewise bounded by the pool
+if worker_class == "gevent":  # greenlets per process, likewise bounded by the pool
+    worker_connections = threads
+# (gthread keeps the default worker_connections of 1000: idle keep-alive connections wait in
+# its poller, not in a thread, and gunicorn turns keep-alive off unless it exceeds threads.)
 
 logconfig_dict = logging_config()
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")

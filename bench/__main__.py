@@ -11,6 +11,7 @@ Prints numbers; asserts nothing. Knobs (environment, or make variables of the sa
   BENCH_WORKER_CLASS=gthread|gevent     worker model of paystore and the floor (default gthread)
   BENCH_WORKERS (CPUs), BENCH_THREADS (32), BENCH_SECONDS (12), BENCH_LOAD_PROCS (2)
   BENCH_BASELINE=0                      skip the sync-worker baseline
+  BENCH_INSTRUCTIONS=1                  also count instructions per pair under valgrind (~4 min)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bench.instructions import instructions_per_pair
 from bench.pgbench import pgbench_pairs
 from bench.run import Figures, measure, pct
 from bench.serve import BARE_APP, PAYSTORE_APP, ServerModel
@@ -62,7 +64,7 @@ def rows(f: Figures) -> dict[str, str]:
         "peak PostgreSQL connections": str(f.peak_connections),
         "worker RSS MB": ", ".join(f"{r:.0f}" for r in f.rss_mb),
         "CPU ms per pair (app + db)": f"{f.cpu_ms_per_pair:.2f}",
-        "  of which app workers": f"{f.app_cpu_ms_per_pair:.2f}",
+        "  of which app workers (kernel)": f"{f.app_cpu_ms_per_pair:.2f} ({f.app_sys_ms_per_pair:.2f})",
         "load side CPU (% of machine)": f"{100 * f.load_cpu_s / (f.seconds * CPUS):.0f} %",
     }
 
@@ -115,6 +117,11 @@ def main() -> None:
             with engine.begin() as conn:
                 conn.execute(text("TRUNCATE stripe_events, purchases"))
             clients = 8
+            if env("BENCH_INSTRUCTIONS") == "1":
+                counted = instructions_per_pair(url, engine, standin, app_env,
+                                                {"paystore": PAYSTORE_APP, "bare floor": BARE_APP})
+                print("\ninstructions per pair in one gthread worker (callgrind, user space; immune to neighbours): "
+                      + (counted if isinstance(counted, str) else ", ".join(f"{k} {v:.2f} M" for k, v in counted.items())))
             print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10)} pairs/s "
                   "(the database's limit on this machine)")
         finally:

@@ -40,7 +40,9 @@ COMMIT;
 BEGIN;
 SELECT set_config('lock_timeout', '10000ms', true), pg_advisory_xact_lock(hashtextextended('complete:' || CAST(:pid AS text), 0));
 INSERT INTO stripe_events (stripe_event_id, type, livemode, payload, lock_key, lock_wait_ms)
-  VALUES ('evt_' || CAST(:pid AS text), 'checkout.session.completed', false, jsonb_build_object('id', 'evt_' || CAST(:pid AS text), 'data', repeat('x', {_PAYLOAD_BYTES})), 'purchase' || chr(58) || 'complete' || chr(58) || CAST(:pid AS text), 0.1)
+  VALUES ('evt_' || CAST(:pid AS text), 'checkout.session.completed', false,
+          jsonb_build_object('id', 'evt_' || CAST(:pid AS text), 'data', repeat('x', {_PAYLOAD_BYTES})),
+          'purchase' || chr(58) || 'complete' || chr(58) || CAST(:pid AS text), 0.1)
   ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id;
 SELECT * FROM purchases WHERE id = :pid;
 UPDATE purchases SET status = 'completed', payment = 'paid', completed_at = now(), updated_at = now(),

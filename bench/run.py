@@ -36,6 +36,7 @@ class Figures:
     app_cpu_s: float
     db_cpu_s: float
     load_cpu_s: float
+    app_sys_s: float
 
     @property
     def pairs_per_s(self) -> float:
@@ -48,6 +49,10 @@ class Figures:
     @property
     def app_cpu_ms_per_pair(self) -> float:
         return self.app_cpu_s * 1000 / max(1, self.load.pairs)
+
+    @property
+    def app_sys_ms_per_pair(self) -> float:
+        return self.app_sys_s * 1000 / max(1, self.load.pairs)
 
 
 def pct(samples: list[float], p: int) -> float:
@@ -79,14 +84,15 @@ class _Sampler:
             return list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                                           " AND (application_name LIKE 'paystore:%' OR application_name LIKE 'bare:%')")))
 
-    def cpu(self) -> tuple[float, float, float]:
-        """Seconds of CPU so far: app workers, their backends, load side (this process + children)."""
-        def total(procs: list[psutil.Process]) -> float:
+    def cpu(self) -> tuple[float, float, float, float]:
+        """Seconds of CPU so far: app workers, their backends, load side (this process and its
+        children), and the app workers' system (kernel) share."""
+        def total(procs: list[psutil.Process], kernel_only: bool = False) -> float:
             s = 0.0
             for proc in procs:
                 try:
                     times = proc.cpu_times()
-                    s += times.user + times.system
+                    s += times.system if kernel_only else times.user + times.system
                 except psutil.Error:
                     pass
             return s
@@ -94,7 +100,7 @@ class _Sampler:
         workers = [w for i in self.instances for w in i.workers()]
         backends = [psutil.Process(pid) for pid in self.backends() if psutil.pid_exists(pid)]
         me = psutil.Process()
-        return total(workers), total(backends), total([me, *me.children(recursive=True)])
+        return total(workers), total(backends), total([me, *me.children(recursive=True)]), total(workers, True)
 
     def __enter__(self) -> _Sampler:
         self._thread.start()
@@ -133,10 +139,13 @@ def measure(
                 load.merge(future.result())
         rss = sorted(w.memory_info().rss / 2**20 for i in served for w in i.workers())
     with engine.connect() as conn:
-        ids = load.purchase_ids
-        waits = list(conn.scalars(text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = ANY(CAST(:ids AS uuid[]))"), {"ids": ids}))
-        not_completed = conn.scalar(text("SELECT count(*) FROM purchases WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'completed'"),
-                                    {"ids": ids})
+        ids = {"ids": load.purchase_ids}
+        waits = list(conn.scalars(
+            text("SELECT lock_wait_ms FROM stripe_events WHERE purchase_id = ANY(CAST(:ids AS uuid[]))"), ids
+        ))
+        not_completed = conn.scalar(
+            text("SELECT count(*) FROM purchases WHERE id = ANY(CAST(:ids AS uuid[])) AND status <> 'completed'"), ids
+        )
         doubles = conn.scalar(text("SELECT count(*) FROM (SELECT purchase_id FROM stripe_events WHERE outcome = 'completed'"
                                    " GROUP BY purchase_id HAVING count(*) > 1) d"))
     return Figures(
@@ -144,4 +153,5 @@ def measure(
         lock_wait_ms=[w for w in waits if w is not None], not_completed=int(not_completed or 0),
         double_transitions=int(doubles or 0), peak_connections=sampler.peak, rss_mb=rss,
         app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2],
+        app_sys_s=after[3] - before[3],
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support import ROOT, free_port, wait_until, _healthy
+from tests.support import ROOT, _healthy, free_port, wait_until
 
 PAYSTORE_APP = "wsgi:app"
 BARE_APP = "bench.bare:app"

@@ -67,11 +67,12 @@ def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
 
     Must run inside the transaction whose commit publishes the protected change.
     """
+    conn = db.connection()  # a pool checkout and BEGIN are not part of the lock wait
     started = time.perf_counter()
     try:
         # One round trip: PostgreSQL evaluates the select list left to right, so the
         # transaction-local lock_timeout is in force before the lock is requested.
-        db.connection().exec_driver_sql(_LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
+        conn.exec_driver_sql(_LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             metrics.lock_timeouts.labels(metrics.lock_kind(key)).inc()

@@ -8,7 +8,10 @@ port=${PORT:-8000}
 export PAYSTORE_API_TOKENS=${PAYSTORE_API_TOKENS:-dev-token}
 export STRIPE_WEBHOOK_SECRET=${STRIPE_WEBHOOK_SECRET:-whsec_local_dev}
 export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:$port}
-export GUNICORN_WORKERS=${GUNICORN_WORKERS:-3}
+# gthread workers (gunicorn.conf.py): 2 processes x 16 threads, i.e. at most 32 connections to
+# the embedded PostgreSQL (max_connections 100), with 12 checkout slots per process.
+export GUNICORN_WORKERS=${GUNICORN_WORKERS:-2}
+export PAYSTORE_THREADS=${PAYSTORE_THREADS:-16}
 
 if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	standin_port=${STANDIN_PORT:-12111}

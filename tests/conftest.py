@@ -94,8 +94,9 @@ def app_settings(test_database_url: str, standin: StripeStandIn, **overrides: An
         "api_tokens": (TOKEN,),
         "lock_timeout_ms": 5000,
         "stripe_timeout_s": 2.0,
-        # The in-process server starts a thread per request: room for the concurrent tests.
-        "threads": 24,
+        # The in-process server starts a thread per request: room for the concurrent tests
+        # (and no more: the test PostgreSQL may be shared).
+        "threads": 12,
         **overrides,
     }
 
@@ -152,6 +153,11 @@ def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
         "PAYSTORE_API_TOKENS": TOKEN,
         "PAYSTORE_STRIPE_TIMEOUT_S": "5",
         "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
+        # A burst of 20 concurrent checkouts may all be accepted by one gthread worker: 20 slots
+        # of 24 threads per worker admit them all (and keep 4 threads for webhooks), and only
+        # the connections in use are opened on the (possibly shared) test PostgreSQL.
+        "PAYSTORE_THREADS": "24",
+        "PAYSTORE_CHECKOUT_SLOTS": "20",
     }
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import NamedTuple
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from paystore import locks
 from paystore.config import Settings
@@ -27,6 +28,12 @@ _PROGRAM_SQL = "SELECT id, name, amount, currency FROM programs WHERE id = %(p)s
 _ACTIVE_SQL = (
     "SELECT id FROM purchases WHERE user_id = %(u)s AND program_id = %(p)s"
     f" AND status IN ({', '.join(repr(str(s)) for s in ACTIVE_STATUSES)}) LIMIT 1"
+)
+
+
+_SESSION_SQL = (
+    "UPDATE purchases SET stripe_session_id = %(stripe_session_id)s, checkout_url = %(checkout_url)s,"
+    " session_expires_at = %(session_expires_at)s, livemode = %(livemode)s, updated_at = now() WHERE id = %(id)s"
 )
 
 
@@ -54,14 +61,15 @@ def start_checkout(
     everything back: no purchase row is left behind.
     """
     with db.begin():
-        row = db.connection().exec_driver_sql(_PROGRAM_SQL, {"p": program_id}).first()
+        conn = db.connection()
+        row = conn.exec_driver_sql(_PROGRAM_SQL, {"p": program_id}).first()
         if row is None:
             raise ProgramNotFound(program_id)
         program = Program(*row)
         # Serializes concurrent checkouts of the same user and program (double clicks); the
         # partial unique index on active purchases is the backstop if this were ever skipped.
         locks.take_xact_lock(db, locks.purchase_create_lock_key(user_id, program_id), settings.lock_timeout_ms)
-        existing_id = db.connection().exec_driver_sql(_ACTIVE_SQL, {"u": user_id, "p": program_id}).scalar()
+        existing_id = conn.exec_driver_sql(_ACTIVE_SQL, {"u": user_id, "p": program_id}).scalar()
         existing = db.get(Purchase, existing_id) if existing_id is not None else None
         if existing is not None and _session_usable(db, gateway, settings, existing):
             return CheckoutResult(existing, created=False)
@@ -109,11 +117,13 @@ def _create_purchase(
             cancel_url=settings.cancel_url,
         )
     )
-    purchase.stripe_session_id = session.id
-    purchase.checkout_url = session.url
-    purchase.session_expires_at = session.expires_at
-    purchase.livemode = session.livemode
-    db.flush()
+    # Not a status change: one plain UPDATE instead of a second unit-of-work flush, and the
+    # object is told the values it now holds in the database.
+    values = {"stripe_session_id": session.id, "checkout_url": session.url,
+              "session_expires_at": session.expires_at, "livemode": session.livemode}
+    db.connection().exec_driver_sql(_SESSION_SQL, {**values, "id": purchase_id})
+    for name, value in values.items():
+        set_committed_value(purchase, name, value)
     log.info("Checkout created purchase %s (session %s)", purchase_id, session.id)
     return purchase
 
