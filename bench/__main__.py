@@ -11,6 +11,9 @@ Prints numbers; asserts nothing. Knobs (environment, or make variables of the sa
   BENCH_WORKER_CLASS=gthread|gevent     worker model of paystore and the floor (default gthread)
   BENCH_WORKERS (CPUs), BENCH_THREADS (32), BENCH_SECONDS (12), BENCH_LOAD_PROCS (2)
   BENCH_BASELINE=0                      skip the sync-worker baseline
+  BENCH_PGBOUNCER=0                     skip two paystore instances behind PgBouncer (transaction
+                                        mode, the same processes in all; webhooks cross instances)
+  BENCH_PGBOUNCER_POOL (40)             PgBouncer's server connections (>= checkouts in flight)
   BENCH_INSTRUCTIONS=1                  also count instructions per pair under valgrind (~4 min)
 """
 
@@ -27,6 +30,7 @@ from bench.pgbench import pgbench_pairs
 from bench.run import Figures, measure, pct
 from bench.serve import BARE_APP, PAYSTORE_APP, ServerModel
 from paystore.db import make_engine
+from paystore.devtools.pgbouncer import pgbouncer
 from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import STRIPE_KEY, TOKEN, WEBHOOK_SECRET, database_source, migrate_with_alembic, postgres_server
 
@@ -83,6 +87,18 @@ def print_table(latency_ms: int, buyers: int, figures: list[Figures]) -> None:
     if floor and floor.load.pairs:
         print(f"paystore / floor: pairs/s {ours.pairs_per_s / floor.pairs_per_s:.2f} x, "
               f"CPU per pair {ours.cpu_ms_per_pair / floor.cpu_ms_per_pair:.2f} x")
+    pooled = next((f for f in figures if f.label.startswith("2 instances")), None)
+    if pooled and ours.load.pairs:
+        print(f"2 instances via PgBouncer / paystore direct: pairs/s {pooled.pairs_per_s / ours.pairs_per_s:.2f} x "
+              "(same processes in total; webhooks reach the other instance)")
+
+
+def measure_behind_pgbouncer(url: str, model: ServerModel, pool_size: int, **measure_args) -> Figures:
+    """Two paystore instances (masters), together the processes of one, through one PgBouncer."""
+    halves = ServerModel(model.worker_class, max(1, model.workers // 2), model.threads)
+    with pgbouncer(url, pool_size=pool_size) as pooled_url:
+        return measure(f"2 instances via PgBouncer (pool {pool_size})", PAYSTORE_APP, halves,
+                       database_url=pooled_url, instances=2, **measure_args)
 
 
 def main() -> None:
@@ -113,16 +129,21 @@ def main() -> None:
                 configs.append(("bare floor", BARE_APP, chosen))
                 figures = [measure(label, app, model, latency_ms=latency_ms, buyers=buyers, **common)
                            for label, app, model in configs]
+                if env("BENCH_PGBOUNCER", "1") != "0" and buyers > 1:
+                    direct = {k: v for k, v in common.items() if k != "database_url"}
+                    figures.append(measure_behind_pgbouncer(
+                        url, chosen, int(env("BENCH_PGBOUNCER_POOL") or 40), latency_ms=latency_ms, buyers=buyers, **direct
+                    ))
                 print_table(latency_ms, buyers, figures)
             with engine.begin() as conn:
-                conn.execute(text("TRUNCATE stripe_events, purchases"))
+                conn.execute(text("TRUNCATE stripe_events, notifications, purchases"))
             clients = 8
             if env("BENCH_INSTRUCTIONS") == "1":
                 counted = instructions_per_pair(url, engine, standin, app_env,
                                                 {"paystore": PAYSTORE_APP, "bare floor": BARE_APP})
                 print("\ninstructions per pair in one gthread worker (callgrind, user space; immune to neighbours): "
                       + (counted if isinstance(counted, str) else ", ".join(f"{k} {v:.2f} M" for k, v in counted.items())))
-            print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10)} pairs/s "
+            print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10):.0f} pairs/s "
                   "(the database's limit on this machine)")
         finally:
             standin.stop()

@@ -81,8 +81,12 @@ class _Client:
         raise AssertionError("unreachable")
 
 
-def _buyer(name: str, url: str, token: str, secret: str, start_at: float, stop_at: float, out: BuyerResults) -> None:
-    checkout_client, webhook_client = _Client(url), _Client(url)
+def _buyer(
+    name: str, urls: tuple[str, str], token: str, secret: str, start_at: float, stop_at: float, out: BuyerResults
+) -> None:
+    """Checkout on urls[0], its webhook on urls[1]: with two instances, as behind a load balancer,
+    the webhook usually reaches the other instance than the checkout."""
+    checkout_client, webhook_client = _Client(urls[0]), _Client(urls[1])
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     n = 0
     while True:
@@ -120,13 +124,17 @@ def _buyer(name: str, url: str, token: str, secret: str, start_at: float, stop_a
 def run_buyers(
     process_no: int, urls: list[str], buyers: int, token: str, secret: str, start_at: float, stop_at: float
 ) -> BuyerResults:
-    """One load process: `buyers` threads, spread over the instances' URLs."""
+    """One load process: `buyers` threads, spread over the instances' URLs (checkout on one, its
+    webhook on the next)."""
     cpu_before = time.process_time()
     results = [BuyerResults() for _ in range(buyers)]
     threads = [
         threading.Thread(
-            target=_buyer, args=(f"p{os.getpid()}_{process_no}_{i}", urls[(process_no + i) % len(urls)], token, secret,
-                                 start_at, stop_at, results[i]), daemon=True,
+            target=_buyer,
+            args=(f"p{os.getpid()}_{process_no}_{i}",
+                  (urls[(process_no + i) % len(urls)], urls[(process_no + i + 1) % len(urls)]),
+                  token, secret, start_at, stop_at, results[i]),
+            daemon=True,
         )
         for i in range(buyers)
     ]

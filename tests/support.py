@@ -22,8 +22,8 @@ import requests
 from sqlalchemy import Engine, text
 
 from paystore import locks
-from paystore.locks import advisory_key_number
 from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.locks import advisory_key_number
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token-7f3a"

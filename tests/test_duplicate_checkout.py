@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.lifecycle_events import Purchase
 from paystore.devtools.stripe_standin import StripeStandIn
+from tests.lifecycle_events import Purchase
 from tests.support import Api, count, purchase_row
 
 ACTIVE_INDEX = "uq_purchases_one_active_per_user_program"

@@ -12,8 +12,8 @@ from sqlalchemy.engine import make_url
 from paystore import locks
 from paystore.config import ConfigError, Settings
 from paystore.db import sqlalchemy_url
-from tests.lifecycle_events import Purchase
 from paystore.devtools.stripe_standin import StripeStandIn
+from tests.lifecycle_events import Purchase
 from tests.support import Api, count, free_port, purchase_row
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 from sqlalchemy import Engine
 
-from tests.lifecycle_events import Purchase
 from paystore.devtools.stripe_standin import StripeStandIn
+from tests.lifecycle_events import Purchase
 from tests.support import Api, count, purchase_row
 
 

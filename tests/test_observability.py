@@ -13,8 +13,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from tests.lifecycle_events import Purchase
 from paystore.devtools.stripe_standin import StripeStandIn
+from tests.lifecycle_events import Purchase
 from tests.support import Api, count, gunicorn_server, paystore_cli, reset_database
 
 # One module-wide run of traffic is measured by every test here, so the usual per-test wipe of

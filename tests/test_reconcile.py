@@ -11,9 +11,9 @@ from flask import Flask
 from sqlalchemy import Engine, text
 
 from paystore import locks
+from paystore.devtools.stripe_standin import StripeStandIn
 from paystore.services.reconcile import reconcile
 from tests.lifecycle_events import Purchase
-from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import (
     Api,
     advisory_lock_holders,

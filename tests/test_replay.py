@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from paystore.devtools.stripe_standin import StripeStandIn
 from paystore.services import lifecycle
 from tests.lifecycle_events import Purchase
-from paystore.devtools.stripe_standin import StripeStandIn
 from tests.support import Api, count, paystore_cli, purchase_row
 
 
