@@ -71,7 +71,8 @@ class KillablePostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -h 127.0.0.1 -k {self.home} -c fsync=off -c max_connections=100"
-        self._run("pg_ctl", "-D", str(self.home / "data"), "-l", str(self.home / "log"), "-o", options, "-w", "-t", "120", "start")
+        data, log = str(self.home / "data"), str(self.home / "log")
+        self._run("pg_ctl", "-D", data, "-l", log, "-o", options, "-w", "-t", "120", "start")
 
     def kill(self) -> None:
         """An immediate stop: every backend dies at once, with no checkpoint (a crash)."""
@@ -230,14 +231,18 @@ def test_postgres_killed_and_restarted_mid_storm_loses_nothing(
     assert set(statuses.values()) == {"completed"}, statuses
     assert count(engine, "SELECT count(*) FROM purchases WHERE status <> 'completed'") == 0
     _nothing_half_made(engine)
+    refused_checkouts = sum(a >= 500 for a in answers["checkout"])
+    refused_webhooks = sum(a >= 500 or a == 0 for a in answers["webhook"])
     print(f"\nstorm: {pairs + 1} pairs; refused during the outage: {len(refused)} "
-          f"(checkout {sum(a >= 500 for a in answers['checkout'])}, webhook {sum(a >= 500 or a == 0 for a in answers['webhook'])})")
+          f"(checkout {refused_checkouts}, webhook {refused_webhooks})")
     engine.dispose()
 
 
 # ---------------------------------------------------------------- Stripe cut off, or slow
 @pytest.fixture(scope="module")
-def short_timeout_url(database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def short_timeout_url(
+    database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("gunicorn-faults") / "gunicorn.log"
     with gunicorn_server(_storm_env(database_url, standin_server, 1.5), workers=2, log_path=log_path) as url:
         yield url

@@ -179,8 +179,13 @@ def test_an_event_of_the_other_mode_is_recorded_and_changes_nothing(
 
 
 @bounded(20)
-@given(body=st.one_of(st.binary(max_size=200), NASTY_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")), st.just(b"NaN"), st.just(b"[1e999]"),
-                      st.builds(lambda v: json.dumps(v).encode(), st.lists(st.integers()) | st.dictionaries(NASTY_TEXT, NASTY_TEXT))))
+@given(body=st.one_of(
+    st.binary(max_size=200),
+    NASTY_TEXT.map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.just(b"NaN"),
+    st.just(b"[1e999]"),
+    st.builds(lambda v: json.dumps(v).encode(), st.lists(st.integers()) | st.dictionaries(NASTY_TEXT, NASTY_TEXT)),
+))
 def test_signed_bodies_that_are_not_events_are_400_invalid_payload(
     standin: StripeStandIn, engine: Engine, body: bytes
 ) -> None:
