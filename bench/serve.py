@@ -7,7 +7,6 @@ behind PgBouncer is `serve_instances(..., database_url=<pgbouncer url>, instance
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from paystore.devtools.processes import stop_process_group
 from tests.support import ROOT, _healthy, free_port, wait_until
 
 PAYSTORE_APP = "wsgi:app"
@@ -63,12 +63,7 @@ def _one_instance(app: str, env: Mapping[str, str], log_path: Path) -> Iterator[
             raise RuntimeError(f"gunicorn {app} exited during start-up; see {log_path}")
         yield Instance(url, psutil.Process(proc.pid))
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
 
 
 @contextmanager

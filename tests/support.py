@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import requests
 from sqlalchemy import Engine, text
 
 from paystore import locks
+from paystore.devtools.processes import stop_process_group
 from paystore.devtools.stripe_standin import StripeStandIn
 from paystore.locks import advisory_key_number
 
@@ -230,12 +230,7 @@ def gunicorn_server(
             raise AssertionError(f"gunicorn exited during start-up:\n{tail}")
         yield base_url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
         if log_file:
             log_file.close()
 

@@ -16,7 +16,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +28,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
+
+from paystore.devtools.processes import stop_process_group
 
 UNPRIVILEGED_USER = "nobody"
 
@@ -190,13 +191,7 @@ def _wait_until_it_answers(proc: subprocess.Popen[bytes], url: URL, timeout_s: f
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGINT would wait for clients to leave (safe shutdown); SIGTERM closes everything now."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process_group(proc, grace_s=10)
 
 
 def admin_console(pooled_url: str, command: str) -> list[dict[str, Any]]:
