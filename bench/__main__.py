@@ -143,7 +143,7 @@ def main() -> None:
                                                 {"paystore": PAYSTORE_APP, "bare floor": BARE_APP})
                 print("\ninstructions per pair in one gthread worker (callgrind, user space; immune to neighbours): "
                       + (counted if isinstance(counted, str) else ", ".join(f"{k} {v:.2f} M" for k, v in counted.items())))
-            print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10):.0f} pairs/s "
+            print(f"\npgbench, the pair's SQL alone ({clients} clients, 10 s): {pgbench_pairs(url, clients, 10)} pairs/s "
                   "(the database's limit on this machine)")
         finally:
             standin.stop()
