@@ -285,20 +285,29 @@ def test_stripe_slower_than_the_timeout_is_502_leaves_nothing_and_releases_the_l
 
 # ---------------------------------------------------------------- a worker killed holding the lock
 @pytest.fixture(scope="module")
-def patient_url(database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("gunicorn-sigkill") / "gunicorn.log"
-    with gunicorn_server(_storm_env(database_url, standin_server, 60), workers=2, log_path=log_path) as url:
-        yield url
+def patient_urls(
+    database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """Two servers: checkouts on the first, webhooks on the second. A gthread worker serves many
+    requests at once, so with one server the SIGKILL could take the waiting webhook down too."""
+    logs = tmp_path_factory.mktemp("gunicorn-sigkill")
+    env = _storm_env(database_url, standin_server, 60)
+    with (
+        gunicorn_server(env, workers=2, log_path=logs / "checkout.log") as checkout_url,
+        gunicorn_server(env, workers=1, log_path=logs / "webhook.log") as webhook_url,
+    ):
+        yield checkout_url, webhook_url
 
 
 def test_worker_sigkilled_holding_the_lock_releases_it_and_the_webhook_proceeds(
-    patient_url: str, stripe: StripeStandIn, engine: Engine
+    patient_urls: tuple[str, str], stripe: StripeStandIn, engine: Engine
 ) -> None:
     """Checkout is parked inside Stripe's create, holding the purchase lock; the webhook of its
     (already paid) session waits for that lock; the worker is SIGKILLed. PostgreSQL sees the
     connection drop, ends the transaction and releases the lock; the webhook then finds no row
     (the checkout never committed) and rebuilds the purchase from the session: nothing lost."""
-    stripe.webhook_url = patient_url + "/webhooks/stripe"
+    patient_url, webhook_server_url = patient_urls
+    stripe.webhook_url = webhook_server_url + "/webhooks/stripe"
     inside, release, seen = threading.Event(), threading.Event(), {}
 
     def park_in_create(session: dict[str, Any]) -> None:
@@ -317,6 +326,8 @@ def test_worker_sigkilled_holding_the_lock_releases_it_and_the_webhook_proceeds(
         worker_pid = int(holders[0]["application_name"].split(":")[1])
         webhook = stripe.deliver_async(stripe.event("checkout.session.completed", stripe.settle(session["id"])))
         wait_until(lambda: someone_waits_for(engine, key), timeout=60)
+        waiters = [row for row in advisory_lock_holders(engine, key) if not row["granted"]]
+        assert waiters and all(row["application_name"] != f"paystore:{worker_pid}" for row in waiters), waiters
 
         os.kill(worker_pid, signal.SIGKILL)
 
