@@ -2,8 +2,10 @@
 
 Same contract as paystore on the benchmarked path (bearer token, JSON body, the same advisory
 transaction locks and key function, the creation lock, the insert before the Stripe call, the
-event record written with the effect, stripe-python for the session and the signature) and
-nothing else: no ORM, metrics, request logs, refunds, disputes or recovery. paystore's CPU per
+event record written with the effect, the shop's notification row (the transactional outbox:
+one INSERT into notifications with the same columns and JSON body as paystore's, in the
+webhook's transaction, when the status changes), stripe-python for the session and the
+signature) and nothing else: no ORM, metrics, request logs, refunds, disputes or recovery. paystore's CPU per
 pair is compared with this in the same run. Served by gunicorn.conf.py (`bench.bare:app`).
 """
 
@@ -15,6 +17,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import stripe
@@ -24,6 +27,11 @@ from paystore.locks import advisory_key_number, purchase_create_lock_key, purcha
 
 ACTIVE = ("pending", "awaiting_payment", "completed", "disputed")
 LOCK_SQL = "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)"
+NOTIFY_SQL = (
+    "INSERT INTO notifications (id, purchase_id, type, body, created_at, next_attempt_at, give_up_at, attempts,"
+    " failed_attempts) VALUES (%s, %s, %s, %s, %s, %s, %s, 0, 0)"
+)
+RETRY_FOR = timedelta(days=3)
 LOCK_TIMEOUT = f"{os.environ.get('PAYSTORE_LOCK_TIMEOUT_MS') or 10000}ms"
 TOKENS = [t.strip().encode() for t in os.environ.get("PAYSTORE_API_TOKENS", "").split(",") if t.strip()]
 WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
@@ -134,17 +142,35 @@ def webhook():  # noqa: ANN201
         if status == "pending" and session["payment_status"] == "paid":
             if session["amount_total"] != amount or session["currency"] != currency:
                 raise ValueError("amount or currency mismatch")
-            cur.execute(
+            purchase = cur.execute(
                 "UPDATE purchases SET status = 'completed', payment = 'paid', completed_at = now(), updated_at = now(),"
-                " stripe_payment_intent_id = %s WHERE id = %s",
+                " stripe_payment_intent_id = %s WHERE id = %s RETURNING user_id, program_id, refunded_amount,"
+                " stripe_session_id, created_at, completed_at",
                 (session["payment_intent"], purchase_id),
-            )
+            ).fetchone()
+            notify(cur, purchase_id, amount, currency, purchase)
             outcome = "completed"
         cur.execute(
             "UPDATE stripe_events SET outcome = %s, purchase_id = %s, processed_at = now() WHERE stripe_event_id = %s",
             (outcome, purchase_id, event["id"]),
         )
     return jsonify(outcome=outcome, event_id=event["id"], purchase_id=str(purchase_id))
+
+
+def notify(cur: psycopg.Cursor, purchase_id: uuid.UUID, amount: int, currency: str, row: tuple) -> None:
+    """The outbox row paystore writes for pending -> completed: same columns, same body."""
+    user_id, program_id, refunded_amount, session_id, created_at, completed_at = row
+    now, notification_id = datetime.now(UTC), uuid.uuid4()
+    body = {
+        "id": str(notification_id), "type": "purchase.completed", "created_at": now.isoformat(),
+        "data": {"purchase": {
+            "purchase_id": str(purchase_id), "user_id": user_id, "program_id": program_id, "status": "completed",
+            "amount": amount, "currency": currency, "refunded_amount": refunded_amount, "stripe_session_id": session_id,
+            "checkout_url": None, "created_at": created_at.isoformat(), "completed_at": completed_at.isoformat(),
+        }, "previous_status": "pending"},
+    }
+    cur.execute(NOTIFY_SQL, (notification_id, purchase_id, body["type"], json.dumps(body, separators=(",", ":")),
+                             now, now, now + RETRY_FOR))
 
 
 @app.get("/healthz")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import select
+from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,11 +24,10 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         # A request waits at most this long for a pooled connection, then fails with a 503.
         pool_timeout=10,
         connect_args={
@@ -41,6 +42,24 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
             "prepare_threshold": None,
         },
     )
+    # Instead of pool_pre_ping (a SELECT 1 round trip on every checkout): a connection whose
+    # server went away (restart, crash, idle kill) has its socket readable (EOF, or the
+    # server's goodbye); an idle pooled connection has nothing to read. One poll, no round trip.
+    event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    poller = select.poll()
+    try:
+        poller.register(dbapi_connection.fileno(), select.POLLIN)
+        closed = bool(poller.poll(0))
+    except Exception:  # noqa: BLE001 - psycopg raises if the socket is gone: unusable either way
+        closed = True
+    if closed:
+        # As a failed pre-ping does: the pool discards this and every older connection (a
+        # restarted server closed them all) and checks out a fresh one.
+        raise exc.InvalidatePoolError("the server closed the pooled connection")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -19,6 +19,10 @@ from typing import Any
 MAX_JSON_DEPTH = 64
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In json.dumps(..., ensure_ascii=False) text a NUL appears as the escape `\\u0000` and a lone
+# surrogate as itself; text with neither comes from a storable document. A false positive (a
+# string holding a backslash before `u0000`) only takes the slow path.
+_UNSTORABLE_DUMPED = re.compile(r"\\u0000|[\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
@@ -47,9 +51,16 @@ def loads_bounded(data: bytes | str) -> Any:
         raise
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
         raise UnacceptableJson(f"not valid JSON ({str(exc)[:80]})") from None
-    if _depth(value) > MAX_JSON_DEPTH:
+    # Every level opens with `{` or `[`: text with no more of them than the limit needs no walk.
+    if _openings(data) > MAX_JSON_DEPTH and _depth(value) > MAX_JSON_DEPTH:
         raise UnacceptableJson(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _openings(data: bytes | str) -> int:
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def _depth(value: Any) -> int:
@@ -89,3 +100,16 @@ def storable_json(value: Any) -> tuple[Any, int]:
             altered += n_key + n_item
         return copy, altered
     return value, 0
+
+
+def storable_document(value: Any) -> tuple[Any, int, str]:
+    """`storable_json(value)` and the result's JSON text (for a jsonb parameter).
+
+    The common case, nothing to replace, costs one C-speed encoding and one regex search
+    instead of a Python walk and copy of the whole document.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if _UNSTORABLE_DUMPED.search(text) is None:
+        return value, 0, text
+    stored, altered = storable_json(value)
+    return stored, altered, json.dumps(stored, ensure_ascii=False, separators=(",", ":"))

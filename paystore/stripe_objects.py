@@ -5,17 +5,17 @@ fields freely. A missing or mistyped field raises `InvalidStripeObject` (HTTP 40
 and so does a field paystore reads (and may store) that PostgreSQL could not store: a string
 with NUL or a lone surrogate, an id or amount wider than its column. Fields paystore does not
 read are never refused: the event's stored payload has their unstorable characters replaced
-(paystore.inputs.storable_json), so that the event can still be recorded and handled.
+(paystore.inputs.storable_document), so that the event can still be recorded and handled.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from paystore import stripe_fields as read
-from paystore.inputs import storable_json
+from paystore.inputs import storable_document
 from paystore.stripe_fields import InvalidStripeObject
 
 __all__ = ["Charge", "CheckoutSession", "Dispute", "Event", "InvalidStripeObject"]
@@ -99,6 +99,7 @@ class Event:
     object: dict[str, Any]
     payload: dict[str, Any]  # as stored: unstorable characters of unread fields replaced
     altered_strings: int = 0
+    payload_json: str | None = field(default=None, compare=False, repr=False)  # `payload` as JSON text
 
     @classmethod
     def from_dict(cls, payload: Any) -> Event:
@@ -113,7 +114,7 @@ class Event:
         event_type = read.field(payload, "type", str)
         if len(event_type) > 128:
             raise InvalidStripeObject("event.type is longer than 128")
-        stored, altered = storable_json(payload)
+        stored, altered, stored_json = storable_document(payload)
         return cls(
             id=event_id,
             type=event_type,
@@ -121,4 +122,5 @@ class Event:
             object=data["object"],
             payload=stored,
             altered_strings=altered,
+            payload_json=stored_json,
         )

@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import NamedTuple
 
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,13 @@ _ACTIVE_SQL = (
 )
 
 
+# A pending purchase is no status change (the outbox writes nothing for it), so it needs no
+# unit of work: one plain INSERT, and the object is built from what was written.
+_INSERT_SQL = (
+    "INSERT INTO purchases (id, user_id, program_id, status, amount, currency, livemode, payment, refunded_amount)"
+    " VALUES (%(id)s, %(user_id)s, %(program_id)s, %(status)s, %(amount)s, %(currency)s, %(livemode)s,"
+    " %(payment)s, %(refunded_amount)s) RETURNING created_at, updated_at"
+)
 _SESSION_SQL = (
     "UPDATE purchases SET stripe_session_id = %(stripe_session_id)s, checkout_url = %(checkout_url)s,"
     " session_expires_at = %(session_expires_at)s, livemode = %(livemode)s, updated_at = now() WHERE id = %(id)s"
@@ -42,6 +50,9 @@ class Program(NamedTuple):
     name: str
     amount: int
     currency: str
+
+
+_INSERTED = ("id", "user_id", "program_id", "status", "amount", "currency", "livemode", "payment", "refunded_amount")
 
 
 @dataclass(frozen=True)
@@ -97,14 +108,17 @@ def _create_purchase(
         currency=program.currency,
         livemode=settings.stripe_livemode,
     )
-    db.add(purchase)
+    # str(): psycopg would write an Enum's name, the column holds its value.
+    values = {name: str(v) if isinstance(v := getattr(purchase, name), StrEnum) else v for name in _INSERTED}
     try:
-        db.flush()
+        created_at, updated_at = db.connection().exec_driver_sql(_INSERT_SQL, values).one()
     except IntegrityError as exc:
         # Only reachable if the creation lock were bypassed: the index is the backstop.
         if getattr(exc.orig, "diag", None) and exc.orig.diag.constraint_name == ACTIVE_PURCHASE_INDEX:
             raise CheckoutConflict() from exc
         raise
+    set_committed_value(purchase, "created_at", created_at.astimezone(UTC))
+    set_committed_value(purchase, "updated_at", updated_at.astimezone(UTC))
     session = gateway.create_checkout_session(
         CheckoutRequest(
             purchase_id=purchase_id,
@@ -117,8 +131,7 @@ def _create_purchase(
             cancel_url=settings.cancel_url,
         )
     )
-    # Not a status change: one plain UPDATE instead of a second unit-of-work flush, and the
-    # object is told the values it now holds in the database.
+    # Not a status change: one plain UPDATE, and the object is told the values it now holds.
     values = {"stripe_session_id": session.id, "checkout_url": session.url,
               "session_expires_at": session.expires_at, "livemode": session.livemode}
     db.connection().exec_driver_sql(_SESSION_SQL, {**values, "id": purchase_id})

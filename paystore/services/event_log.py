@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 FAILED = "failed"
 _INSERT_SQL = (
     "INSERT INTO stripe_events (stripe_event_id, type, livemode, payload, lock_key, lock_wait_ms)"
-    " VALUES (%(e)s, %(t)s, %(l)s, %(p)s, %(k)s, %(w)s) ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+    " VALUES (%(e)s, %(t)s, %(l)s, %(p)s::jsonb, %(k)s, %(w)s) ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
 )
 _EARLIER_SQL = "SELECT id, outcome FROM stripe_events WHERE stripe_event_id = %(e)s FOR UPDATE"
 _TAKE_OVER_SQL = (
@@ -37,7 +37,8 @@ def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: flo
     Plain SQL on the session's connection: on the hot path the record is written, never read.
     """
     conn = db.connection()
-    params = {"e": event.id, "t": event.type, "l": event.livemode, "p": Jsonb(event.payload), "k": lock_key, "w": wait_ms}
+    payload = event.payload_json if event.payload_json is not None else Jsonb(event.payload)
+    params = {"e": event.id, "t": event.type, "l": event.livemode, "p": payload, "k": lock_key, "w": wait_ms}
     inserted = conn.exec_driver_sql(_INSERT_SQL, params).scalar()
     if inserted is not None:
         return inserted
