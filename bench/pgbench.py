@@ -3,7 +3,8 @@
 Same statements, locks and transaction shape as paystore: checkout takes the creation lock,
 looks for an active purchase, takes the purchase lock, inserts, sets the session and commits;
 the webhook takes the purchase lock, records the event, reads and completes the purchase,
-finishes the event record and commits. One pgbench transaction = one pair.
+writes the shop's notification (the outbox), finishes the event record and commits. One pgbench
+transaction = one pair.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ INSERT INTO stripe_events (stripe_event_id, type, livemode, payload, lock_key, l
 SELECT * FROM purchases WHERE id = :pid;
 UPDATE purchases SET status = 'completed', payment = 'paid', completed_at = now(), updated_at = now(),
   stripe_payment_intent_id = 'pi_' || CAST(:pid AS text) WHERE id = :pid;
+INSERT INTO notifications (id, purchase_id, type, body, created_at, next_attempt_at, give_up_at)
+  VALUES (gen_random_uuid(), :pid, 'purchase.completed', repeat('x', 700), now(), now(), now() + interval '3 days');
 UPDATE stripe_events SET outcome = 'completed', purchase_id = :pid, processed_at = now()
   WHERE stripe_event_id = 'evt_' || CAST(:pid AS text);
 COMMIT;
@@ -60,7 +63,9 @@ def pgbench_pairs(database_url: str, clients: int, seconds: int) -> str:
         return "pgbench not installed"
     url = make_url(database_url)
     args = [exe, "-n", "-M", "extended", "-f", "", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds),
-            "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres", url.database or ""]
+            # A Unix-socket URL (the embedded server) names its directory in the query: ?host=/dir
+            "-h", url.host or url.query.get("host") or "127.0.0.1", "-p", str(url.port or 5432),
+            "-U", url.username or "postgres", url.database or ""]
     with tempfile.TemporaryDirectory() as scratch:
         script = Path(scratch) / "pair.sql"
         script.write_text(SCRIPT)
@@ -70,5 +75,6 @@ def pgbench_pairs(database_url: str, clients: int, seconds: int) -> str:
                                 env={**os.environ, **env})
     found = re.search(r"tps = ([\d.]+) \(without initial connection time\)", result.stdout)
     if result.returncode != 0 or not found:
-        return "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1]
+        errors = [line for line in result.stderr.splitlines() if "error" in line.lower()] or ["?"]
+        return "failed: " + errors[0][:300]
     return found.group(1)
