@@ -55,14 +55,7 @@ def _result_page(purchase: Purchase) -> Response:
 def checkout_return() -> ResponseReturnValue:
     ext = current_app.extensions["paystore"]
     session_id = request.args.get("session_id", "")
-    try:
-        purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, session_id)
-    except fulfilment.InvalidSessionId as exc:
-        raise ApiError(400, "invalid_session_id", str(exc)) from None
-    except fulfilment.SessionNotFound as exc:
-        raise ApiError(404, "session_not_found", str(exc)) from None
-    except fulfilment.SessionMismatch as exc:
-        raise ApiError(409, "session_mismatch", f"{exc}; nothing was changed") from None
+    purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, session_id)
     if ext.settings.return_url:
         return redirect(_with_query(ext.settings.return_url, purchase_id=str(purchase.id), status=str(purchase.status)), 303)
     return _result_page(purchase)
@@ -71,10 +64,7 @@ def checkout_return() -> ResponseReturnValue:
 @bp.post("/purchases/<purchase_id>/refresh")
 def refresh_purchase(purchase_id: str) -> ResponseReturnValue:
     ext = current_app.extensions["paystore"]
-    try:
-        purchase = fulfilment.refresh(get_db(), ext.gateway, ext.settings, purchase_id)
-    except fulfilment.SessionMismatch as exc:
-        raise ApiError(409, "session_mismatch", f"{exc}; nothing was changed") from None
+    purchase = fulfilment.refresh(get_db(), ext.gateway, ext.settings, purchase_id)
     return jsonify(purchase_json(purchase))
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from paystore.locks import LockTimeout
+from paystore.services.admission import Overloaded
 from paystore.services.errors import (
     AlreadyPurchased,
     CheckoutConflict,
@@ -18,6 +19,7 @@ from paystore.services.errors import (
     PurchaseNotYetKnown,
     UnrecoverablePurchase,
 )
+from paystore.services.fulfilment import InvalidSessionId, SessionMismatch, SessionNotFound
 from paystore.stripe_gateway import (
     InvalidWebhook,
     StripeUnavailable,
@@ -79,6 +81,22 @@ def register(app: Flask) -> None:
     @app.errorhandler(UnrecoverablePurchase)
     def unrecoverable(exc: UnrecoverablePurchase) -> Response:
         return error_response(500, "purchase_unrecoverable", f"{exc}; recorded as failed for replay")
+
+    @app.errorhandler(Overloaded)
+    def overloaded(exc: Overloaded) -> Response:
+        return error_response(503, "overloaded", f"{exc}; retry shortly", RETRY_AFTER_S)
+
+    @app.errorhandler(InvalidSessionId)
+    def invalid_session_id(exc: InvalidSessionId) -> Response:
+        return error_response(400, "invalid_session_id", str(exc))
+
+    @app.errorhandler(SessionNotFound)
+    def session_not_found(exc: SessionNotFound) -> Response:
+        return error_response(404, "session_not_found", str(exc))
+
+    @app.errorhandler(SessionMismatch)
+    def session_mismatch(exc: SessionMismatch) -> Response:
+        return error_response(409, "session_mismatch", f"{exc}; nothing was changed")
 
     @app.errorhandler(StripeUnavailable)
     def stripe_unavailable(exc: StripeUnavailable) -> Response:

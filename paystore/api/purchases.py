@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from paystore import logs, metrics
 from paystore.api import get_db
 from paystore.api.auth import require_token
-from paystore.api.errors import RETRY_AFTER_S, ApiError, error_response
+from paystore.api.errors import ApiError
 from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
 from paystore.locks import LockTimeout
 from paystore.services import admission, checkout, purchases
@@ -55,11 +55,6 @@ _CHECKOUT_FAILURES = (
     (LockTimeout, "lock_timeout"),
     (admission.Overloaded, "overloaded"),
 )
-
-
-@bp.errorhandler(admission.Overloaded)
-def overloaded(exc: admission.Overloaded) -> ResponseReturnValue:
-    return error_response(503, "overloaded", f"{exc}; retry shortly", RETRY_AFTER_S)
 
 
 @bp.post("/checkout")
