@@ -22,7 +22,7 @@ import psycopg.errors
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from paystore import logs, metrics
+from paystore import logs, metrics, sql
 
 UNIFIED_PREFIX = "purchase:complete:"
 LEGACY_PREFIX = "webhook:session:"
@@ -30,8 +30,8 @@ CREATE_PREFIX = "purchase:create:"
 MIGRATION_KEY = "paystore:migrate"
 
 
-# Plain SQL on the session's connection: taken three times per checkout + webhook pair, and a
-# text() statement costs half as much again to execute through the Session.
+# Plain SQL on the transaction's own connection (paystore.sql): taken three times per checkout +
+# webhook pair.
 _LOCK = "SELECT set_config('lock_timeout', %(t)s, true), pg_advisory_xact_lock(%(k)s)"
 
 
@@ -67,12 +67,12 @@ def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
 
     Must run inside the transaction whose commit publishes the protected change.
     """
-    conn = db.connection()  # a pool checkout and BEGIN are not part of the lock wait
+    db.connection()  # a pool checkout is not part of the lock wait
     started = time.perf_counter()
     try:
         # One round trip: PostgreSQL evaluates the select list left to right, so the
         # transaction-local lock_timeout is in force before the lock is requested.
-        conn.exec_driver_sql(_LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
+        sql.execute(db, _LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             metrics.lock_timeouts.labels(metrics.lock_kind(key)).inc()

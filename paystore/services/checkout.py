@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from paystore import locks
+from paystore import locks, sql
 from paystore.config import Settings
 from paystore.models import ACTIVE_STATUSES, Purchase, PurchaseStatus
 from paystore.services import lifecycle
@@ -23,8 +23,8 @@ from paystore.stripe_gateway import CheckoutRequest, StripeGateway
 log = logging.getLogger(__name__)
 
 ACTIVE_PURCHASE_INDEX = "uq_purchases_one_active_per_user_program"
-# Hot-path reads as plain SQL on the session's connection (errors and invalidation still go
-# through SQLAlchemy): a third of the CPU of building and compiling a select() per request.
+# Hot-path reads as plain SQL (paystore.sql): a third of the CPU of building and compiling a
+# select() per request.
 _PROGRAM_SQL = "SELECT id, name, amount, currency FROM programs WHERE id = %(p)s"
 _ACTIVE_SQL = (
     "SELECT id FROM purchases WHERE user_id = %(u)s AND program_id = %(p)s"
@@ -72,15 +72,14 @@ def start_checkout(
     everything back: no purchase row is left behind.
     """
     with db.begin():
-        conn = db.connection()
-        row = conn.exec_driver_sql(_PROGRAM_SQL, {"p": program_id}).first()
+        row = sql.first(db, _PROGRAM_SQL, {"p": program_id})
         if row is None:
             raise ProgramNotFound(program_id)
         program = Program(*row)
         # Serializes concurrent checkouts of the same user and program (double clicks); the
         # partial unique index on active purchases is the backstop if this were ever skipped.
         locks.take_xact_lock(db, locks.purchase_create_lock_key(user_id, program_id), settings.lock_timeout_ms)
-        existing_id = conn.exec_driver_sql(_ACTIVE_SQL, {"u": user_id, "p": program_id}).scalar()
+        existing_id = sql.scalar(db, _ACTIVE_SQL, {"u": user_id, "p": program_id})
         existing = db.get(Purchase, existing_id) if existing_id is not None else None
         if existing is not None and _session_usable(db, gateway, settings, existing):
             return CheckoutResult(existing, created=False)
@@ -111,7 +110,7 @@ def _create_purchase(
     # str(): psycopg would write an Enum's name, the column holds its value.
     values = {name: str(v) if isinstance(v := getattr(purchase, name), StrEnum) else v for name in _INSERTED}
     try:
-        created_at, updated_at = db.connection().exec_driver_sql(_INSERT_SQL, values).one()
+        created_at, updated_at = sql.first(db, _INSERT_SQL, values)
     except IntegrityError as exc:
         # Only reachable if the creation lock were bypassed: the index is the backstop.
         if getattr(exc.orig, "diag", None) and exc.orig.diag.constraint_name == ACTIVE_PURCHASE_INDEX:
@@ -134,7 +133,7 @@ def _create_purchase(
     # Not a status change: one plain UPDATE, and the object is told the values it now holds.
     values = {"stripe_session_id": session.id, "checkout_url": session.url,
               "session_expires_at": session.expires_at, "livemode": session.livemode}
-    db.connection().exec_driver_sql(_SESSION_SQL, {**values, "id": purchase_id})
+    sql.execute(db, _SESSION_SQL, {**values, "id": purchase_id})
     for name, value in values.items():
         set_committed_value(purchase, name, value)
     log.info("Checkout created purchase %s (session %s)", purchase_id, session.id)

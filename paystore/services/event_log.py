@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from paystore import sql
 from paystore.inputs import storable_text
 from paystore.models import StripeEvent
 from paystore.stripe_objects import Event
@@ -34,24 +35,23 @@ def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: flo
     """Insert the event's record and return its id; None if this event id was already handled.
 
     A record left `failed` by an earlier attempt is taken over instead: this attempt may finish it.
-    Plain SQL on the session's connection: on the hot path the record is written, never read.
+    Plain SQL (paystore.sql): on the hot path the record is written, never read.
     """
-    conn = db.connection()
     payload = event.payload_json if event.payload_json is not None else Jsonb(event.payload)
     params = {"e": event.id, "t": event.type, "l": event.livemode, "p": payload, "k": lock_key, "w": wait_ms}
-    inserted = conn.exec_driver_sql(_INSERT_SQL, params).scalar()
+    inserted = sql.scalar(db, _INSERT_SQL, params)
     if inserted is not None:
         return inserted
-    earlier = conn.exec_driver_sql(_EARLIER_SQL, {"e": event.id}).one()
-    if earlier.outcome != FAILED:
+    earlier_id, earlier_outcome = sql.first(db, _EARLIER_SQL, {"e": event.id})
+    if earlier_outcome != FAILED:
         return None
-    conn.exec_driver_sql(_TAKE_OVER_SQL, {"id": earlier.id, "k": lock_key, "w": wait_ms})
-    return earlier.id
+    sql.execute(db, _TAKE_OVER_SQL, {"id": earlier_id, "k": lock_key, "w": wait_ms})
+    return earlier_id
 
 
 def record_outcome(db: Session, record_id: int, outcome: str, purchase_id: uuid.UUID | None) -> None:
     """Finish the record in the transaction of the event's effect."""
-    db.connection().exec_driver_sql(_OUTCOME_SQL, {"id": record_id, "o": outcome, "p": purchase_id})
+    sql.execute(db, _OUTCOME_SQL, {"id": record_id, "o": outcome, "p": purchase_id})
 
 
 def record_failure(db: Session, event: Event, exc: Exception) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from paystore import locks
 from paystore.config import Settings
 from paystore.models import Purchase, PurchaseStatus
-from paystore.services import lifecycle, purchases
+from paystore.services import lifecycle, purchase_rows, purchases
 from paystore.stripe_gateway import StripeGateway
 from paystore.stripe_objects import CheckoutSession
 
@@ -77,12 +77,14 @@ def apply_view(
     transaction = db.begin()
     try:
         locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
-        purchase = db.get_one(Purchase, purchase_id, populate_existing=True)
+        locked = purchase_rows.load_one(db, purchase_id)
+        purchase = locked.purchase
         _check_session_belongs(purchase, view.session)
         before, outcome = str(purchase.status), None
         if view.event_type is not None:
             learn = lifecycle.learn_from_session(view.event_type, view.session, settings.stripe_livemode)
             outcome = lifecycle.apply(purchase, learn, cause=cause)
+            purchase_rows.save(db, locked)
         after = str(purchase.status)
         if dry_run:
             transaction.rollback()

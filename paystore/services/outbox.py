@@ -1,12 +1,14 @@
 """The transactional outbox: every purchase status change writes its notification row in the
 same transaction, so the shop hears of a change if and only if it was committed.
 
-The rows are written by flush listeners rather than by each caller: webhooks, the buyer's
-return, refresh, reconcile, recovery and checkout (settling a lapsed session) all change
-statuses, and a listener on every session cannot be forgotten by a new path.
+Two writers of purchases, one rule. A change flushed by a Session (recovery, checkout settling
+a lapsed session, the CLI, tests) gets its rows from flush listeners, which no new ORM path can
+forget. The hot paths (webhooks, the buyer's return, refresh, reconcile) write purchases as
+plain rows (paystore.services.purchase_rows), whose `save` inserts the row itself with
+`insert_notifications`. Both build it with `notification_row`.
 
-`before_flush` sees the status history and builds the rows; `after_flush` inserts them with one
-Core statement, after the purchase's own INSERT/UPDATE: the other order would take the foreign
+`before_flush` sees the status history and builds the rows; `after_flush` inserts them after
+the purchase's own INSERT/UPDATE: the other order would take the foreign
 key's row lock on the purchase first, and two writers of one purchase (were its lock ever
 bypassed) would deadlock instead of queueing. Plain rows, not ORM objects: the unit of work's
 bookkeeping for them cost more CPU than the rest of the outbox (issue 9).
@@ -22,6 +24,7 @@ from typing import Any
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
+from paystore import sql
 from paystore.models import Purchase, PurchaseStatus
 from paystore.services.purchase_json import purchase_json
 
@@ -57,7 +60,13 @@ def _build_notifications(db: Session, _context: Any, _instances: Any) -> None:
 def _insert_notifications(db: Session, _context: Any) -> None:
     rows = db.info.pop(_PENDING, None)
     if rows:
-        db.connection().exec_driver_sql(_INSERT_SQL, rows if len(rows) > 1 else rows[0])
+        insert_notifications(db, rows)
+
+
+def insert_notifications(db: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert rows made by `notification_row`, in the caller's transaction."""
+    for row in rows:
+        sql.execute(db, _INSERT_SQL, row)
 
 
 def _status_change(purchase: Purchase, *, is_new: bool) -> tuple[bool, str | None]:

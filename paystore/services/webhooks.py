@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from paystore import locks
 from paystore.config import Settings
 from paystore.models import Purchase, StripeEvent
-from paystore.services import event_log, lifecycle, recovery
+from paystore.services import event_log, lifecycle, purchase_rows, recovery
 from paystore.services.errors import PurchaseNotYetKnown
 from paystore.stripe_objects import (
     Charge,
@@ -90,7 +90,6 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
             # handler: a `failed` record is taken over by a redelivery and replayed.
             outcome = PAYMENT_FAILED
         purchase_id = purchase.id if purchase is not None else target.purchase_id
-        db.flush()  # the purchase's change goes through the ORM (its flush listeners see it)
         event_log.record_outcome(db, record_id, outcome, purchase_id)
     return WebhookResult(outcome, purchase_id)
 
@@ -138,26 +137,31 @@ def _log_lock(target: _Target, wait_ms: float) -> None:
 
 
 def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[str, Purchase | None]:
+    """Add the event's facts to its purchase and write the change (with its notification)."""
     obj = target.obj
     if isinstance(obj, CheckoutSession):
-        purchase = _load_for_session(db, settings, target, obj)
-        if purchase is None:
+        locked = _load_for_session(db, settings, target, obj)
+        if locked is None:
             return recovery.recover_purchase(db, settings, event.type, obj, target.purchase_id)
         learn = lifecycle.learn_from_session(event.type, obj, settings.stripe_livemode)
     elif isinstance(obj, Charge):
-        purchase = db.get_one(Purchase, target.purchase_id, populate_existing=True)
+        locked = purchase_rows.load_one(db, target.purchase_id)
         learn = lifecycle.learn_from_refund(obj)
     elif isinstance(obj, Dispute):
-        purchase = db.get_one(Purchase, target.purchase_id, populate_existing=True)
+        locked = purchase_rows.load_one(db, target.purchase_id)
         learn = lifecycle.learn_from_dispute(obj, closed=event.type == "charge.dispute.closed")
     else:
         return "ignored", None
-    return lifecycle.apply(purchase, learn, cause=f"{event.type} {event.id}"), purchase
+    outcome = lifecycle.apply(locked.purchase, learn, cause=f"{event.type} {event.id}")
+    purchase_rows.save(db, locked)
+    return outcome, locked.purchase
 
 
-def _load_for_session(db: Session, settings: Settings, target: _Target, session: CheckoutSession) -> Purchase | None:
+def _load_for_session(
+    db: Session, settings: Settings, target: _Target, session: CheckoutSession
+) -> purchase_rows.LockedPurchase | None:
     if target.purchase_id is not None:
-        return db.get(Purchase, target.purchase_id, populate_existing=True)
+        return purchase_rows.load(db, target.purchase_id)
     purchase_id = db.scalar(select(Purchase.id).where(Purchase.stripe_session_id == session.id))
     if purchase_id is None:
         # A legacy checkout may not have committed yet: answer 5xx, record nothing, and let
@@ -167,7 +171,8 @@ def _load_for_session(db: Session, settings: Settings, target: _Target, session:
     # reconcile and checkout write the same row under the purchase lock, so take it too
     # (always legacy first, then purchase: nothing takes them the other way round).
     locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
-    return db.get_one(Purchase, purchase_id, populate_existing=True)
+    return purchase_rows.load_one(db, purchase_id)
+
 
 def replay(db: Session, settings: Settings, stripe_event_id: str) -> WebhookResult:
     """Run a recorded event through the same handler again. Idempotent: a handled event is a

@@ -1,0 +1,80 @@
+"""A purchase read and written back as a plain row, under its lock, with its outbox row.
+
+Why not the ORM here: the webhook, the buyer's return and refresh each load one purchase, let
+`lifecycle.apply` add facts, and write it back. Through the Session that load (`Session.get`)
+and write (a unit-of-work flush, with the outbox listeners) cost more CPU than all the rest of
+the webhook (issue 9). Here the row is read with one SELECT into a `Purchase` that no Session
+tracks, and `save` writes back only the columns that changed, with one UPDATE.
+
+The outbox rule holds here as it does for a flush (paystore.services.outbox): `save` writes the
+status change and the shop's notification in the caller's transaction, the purchase first (its
+row lock before the notification's foreign key check), so the shop hears of a change if and
+only if it commits. The caller holds the purchase's lock from `load` to its commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm.exc import NoResultFound
+from sqlalchemy.orm import Session
+
+from paystore import sql
+from paystore.models import Purchase
+from paystore.services import outbox
+
+_COLUMNS = tuple(column.key for column in Purchase.__table__.columns)
+_SELECT_SQL = f"SELECT {', '.join(_COLUMNS)} FROM purchases WHERE id = %(id)s"
+# What lifecycle rules may change; id, owner, price and creation are never rewritten.
+_WRITABLE = tuple(name for name in _COLUMNS if name not in ("id", "user_id", "program_id", "amount", "currency",
+                                                              "created_at", "updated_at"))
+
+
+@dataclass(frozen=True)
+class LockedPurchase:
+    """A purchase as read under its lock, and the row it was read from."""
+
+    purchase: Purchase
+    as_read: dict[str, Any]
+
+
+def load(db: Session, purchase_id: uuid.UUID) -> LockedPurchase | None:
+    row = sql.first(db, _SELECT_SQL, {"id": purchase_id})
+    if row is None:
+        return None
+    # timestamptz comes back in the session's TimeZone; paystore hands out UTC (models.UtcDateTime).
+    as_read = {name: value.astimezone(UTC) if isinstance(value, datetime) else value
+               for name, value in zip(_COLUMNS, row, strict=True)}
+    return LockedPurchase(Purchase(**as_read), as_read)
+
+
+def load_one(db: Session, purchase_id: uuid.UUID) -> LockedPurchase:
+    """`load`, for a purchase that must exist (raises NoResultFound, as Session.get_one does)."""
+    locked = load(db, purchase_id)
+    if locked is None:
+        raise NoResultFound(f"no purchase {purchase_id}")
+    return locked
+
+
+def save(db: Session, locked: LockedPurchase) -> None:
+    """Write what changed since `load`, and the notification if the status changed."""
+    purchase, as_read = locked.purchase, locked.as_read
+    changed = {name: _column_value(value) for name in _WRITABLE if (value := getattr(purchase, name)) != as_read[name]}
+    if not changed:
+        return
+    assignments = ", ".join(f"{name} = %({name})s" for name in changed)
+    purchase.updated_at = sql.scalar(
+        db, f"UPDATE purchases SET {assignments}, updated_at = now() WHERE id = %(id)s RETURNING updated_at",
+        {**changed, "id": purchase.id},
+    ).astimezone(UTC)
+    if "status" in changed:
+        outbox.insert_notifications(db, [outbox.notification_row(purchase, str(as_read["status"]))])
+
+
+def _column_value(value: Any) -> Any:
+    # psycopg would write an Enum's name; the columns hold the values.
+    return str(value) if isinstance(value, StrEnum) else value

@@ -1,0 +1,54 @@
+"""Plain SQL on the DBAPI connection of a Session's transaction, for the hot path.
+
+Why: a checkout + webhook pair runs about a dozen statements, and each one through
+`Connection.exec_driver_sql` spends more CPU in SQLAlchemy's execution context and result set-up
+than in psycopg (issue 9). These helpers send the statement on the same connection, inside the
+same transaction (the Session stays in charge of BEGIN, COMMIT, ROLLBACK and the pool), and keep
+SQLAlchemy's error contract: a psycopg error is raised as the matching `sqlalchemy.exc` class
+(OperationalError, IntegrityError, ...) with `.orig` set, and a connection the server dropped is
+invalidated so the pool does not hand it out again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+Params = Mapping[str, Any] | None
+
+
+def execute(db: Session, statement: str, params: Params = None) -> None:
+    _run(db.connection(), statement, params, None)
+
+
+def first(db: Session, statement: str, params: Params = None) -> tuple[Any, ...] | None:
+    """The first row, or None."""
+    return _run(db.connection(), statement, params, "row")
+
+
+def scalar(db: Session, statement: str, params: Params = None) -> Any:
+    """The first column of the first row, or None."""
+    row = _run(db.connection(), statement, params, "row")
+    return None if row is None else row[0]
+
+
+def _run(connection: Connection, statement: str, params: Params, fetch: str | None) -> Any:
+    dbapi_connection = connection.connection.dbapi_connection
+    try:
+        with dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+            cursor.execute(statement, params)
+            return cursor.fetchone() if fetch else None
+    except psycopg.Error as error:
+        dropped = connection.dialect.is_disconnect(error, dbapi_connection, None)
+        if dropped:
+            connection.invalidate(error)
+        raise exc.DBAPIError.instance(
+            statement, params, error, psycopg.Error,
+            hide_parameters=connection.engine.hide_parameters, connection_invalidated=dropped,
+            dialect=connection.dialect,
+        ) from error
