@@ -33,7 +33,11 @@ CHECKOUTS = 12
 @pytest.fixture(scope="module")
 def observed(database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     log_path = tmp_path_factory.mktemp("logs") / "gunicorn.log"
-    env = {"DATABASE_URL": database_url, "STRIPE_API_BASE": standin_server.base_url, **SECRETS}
+    env = {"DATABASE_URL": database_url, "STRIPE_API_BASE": standin_server.base_url, **SECRETS,
+           # A sync worker serves one request at a time, so parallel checkouts must spread over
+           # the workers; one gthread worker may accept them all (the metrics are kept per
+           # process the same way for every worker class).
+           "GUNICORN_WORKER_CLASS": "sync"}
     with gunicorn_server(env, workers=3, log_path=log_path) as url:
         yield {"url": url, "log_path": log_path, "env": env}
 

@@ -35,6 +35,8 @@ def _start() -> None:
 def _finish(response: Response) -> Response:
     response.headers["X-Request-ID"] = g.get("request_id", "")
     fields = logs.end_request()
+    if not log.isEnabledFor(logging.INFO):
+        return response  # PAYSTORE_LOG_LEVEL=WARNING: no request line, so nothing to gather for it
     fields.update(
         method=request.method,
         route=request.url_rule.rule if request.url_rule else None,
