@@ -10,6 +10,9 @@ Prints numbers; asserts nothing. Knobs (environment, or make variables of the sa
   BENCH_SCENARIOS=300:32,0:8,0:1        latency_ms:buyers list
   BENCH_WORKER_CLASS=gthread|gevent     worker model of paystore and the floor (default gthread)
   BENCH_WORKERS (CPUs), BENCH_THREADS (32), BENCH_SECONDS (12), BENCH_LOAD_PROCS (2)
+  BENCH_ROUNDS (2)                      rounds per scenario: every configuration runs once per round,
+                                        in turn, and its figures are pooled over the rounds (a
+                                        neighbour's burst then falls on all of them alike)
   BENCH_BASELINE=0                      skip the sync-worker baseline
   BENCH_PGBOUNCER=0                     skip two paystore instances behind PgBouncer (transaction
                                         mode, the same processes in all; webhooks cross instances)
@@ -27,7 +30,7 @@ from sqlalchemy import text
 
 from bench.instructions import instructions_per_pair
 from bench.pgbench import pgbench_pairs
-from bench.run import Figures, measure, pct
+from bench.run import Figures, combined, measure, pct
 from bench.serve import BARE_APP, PAYSTORE_APP, ServerModel
 from paystore.db import make_engine
 from paystore.devtools.pgbouncer import pgbouncer
@@ -73,8 +76,9 @@ def rows(f: Figures) -> dict[str, str]:
     }
 
 
-def print_table(latency_ms: int, buyers: int, figures: list[Figures]) -> None:
-    print(f"\n== Stripe latency {latency_ms} ms, {buyers} buyers, {figures[0].seconds:.0f} s measured ==")
+def print_table(latency_ms: int, buyers: int, figures: list[Figures], rounds: int) -> None:
+    print(f"\n== Stripe latency {latency_ms} ms, {buyers} buyers, {figures[0].seconds:.0f} s measured"
+          f" per configuration ({rounds} rounds, interleaved) ==")
     columns = [f"{f.label} ({f.model})" for f in figures] + ["target"]
     table = [rows(f) for f in figures]
     width = max(30, *(len(c) + 2 for c in columns))
@@ -96,7 +100,9 @@ def print_table(latency_ms: int, buyers: int, figures: list[Figures]) -> None:
 def measure_behind_pgbouncer(url: str, model: ServerModel, pool_size: int, **measure_args) -> Figures:
     """Two paystore instances (masters), together the processes of one, through one PgBouncer."""
     halves = ServerModel(model.worker_class, max(1, model.workers // 2), model.threads)
-    with pgbouncer(url, pool_size=pool_size) as pooled_url:
+    # Like for like: an upstream reached through a Unix socket (the embedded server) is compared
+    # with a PgBouncer reached through one too; loopback TCP costs both sides more kernel time.
+    with pgbouncer(url, pool_size=pool_size, unix_socket="host=/" in url) as pooled_url:
         return measure(f"2 instances via PgBouncer (pool {pool_size})", PAYSTORE_APP, halves,
                        database_url=pooled_url, instances=2, **measure_args)
 
@@ -106,6 +112,7 @@ def main() -> None:
     chosen = ServerModel(worker_class, int(env("BENCH_WORKERS") or CPUS), int(env("BENCH_THREADS") or 32))
     baseline = ServerModel("sync", 2 * CPUS + 1, 1)
     seconds = float(env("BENCH_SECONDS") or 12)
+    rounds = int(env("BENCH_ROUNDS") or 2)
     load_procs = int(env("BENCH_LOAD_PROCS") or 2)
     load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"paystore bench: {CPUS} CPUs (load average before the run {load_avg}; everything on this machine), "
@@ -127,14 +134,17 @@ def main() -> None:
                 if env("BENCH_BASELINE", "1") != "0":
                     configs.append(("baseline", PAYSTORE_APP, baseline))
                 configs.append(("bare floor", BARE_APP, chosen))
-                figures = [measure(label, app, model, latency_ms=latency_ms, buyers=buyers, **common)
-                           for label, app, model in configs]
-                if env("BENCH_PGBOUNCER", "1") != "0" and buyers > 1:
-                    direct = {k: v for k, v in common.items() if k != "database_url"}
-                    figures.append(measure_behind_pgbouncer(
-                        url, chosen, int(env("BENCH_PGBOUNCER_POOL") or 40), latency_ms=latency_ms, buyers=buyers, **direct
-                    ))
-                print_table(latency_ms, buyers, figures)
+                runs: dict[str, list[Figures]] = {}
+                for _round in range(rounds):
+                    for label, app, model in configs:
+                        runs.setdefault(label, []).append(
+                            measure(label, app, model, latency_ms=latency_ms, buyers=buyers, **common))
+                    if env("BENCH_PGBOUNCER", "1") != "0" and buyers > 1:
+                        direct = {k: v for k, v in common.items() if k != "database_url"}
+                        pooled = measure_behind_pgbouncer(url, chosen, int(env("BENCH_PGBOUNCER_POOL") or 40),
+                                                          latency_ms=latency_ms, buyers=buyers, **direct)
+                        runs.setdefault(pooled.label, []).append(pooled)
+                print_table(latency_ms, buyers, [combined(r) for r in runs.values()], rounds)
             with engine.begin() as conn:
                 conn.execute(text("TRUNCATE stripe_events, notifications, purchases"))
             clients = 8

@@ -55,6 +55,22 @@ class Figures:
         return self.app_sys_s * 1000 / max(1, self.load.pairs)
 
 
+def combined(runs: list[Figures]) -> Figures:
+    """Several runs of one configuration as one: totals over the summed time, samples pooled."""
+    first = runs[0]
+    load = BuyerResults()
+    for run in runs:
+        load.merge(run.load)
+    return Figures(
+        label=first.label, model=first.model, latency_ms=first.latency_ms, buyers=first.buyers,
+        seconds=sum(r.seconds for r in runs), load=load, lock_wait_ms=[w for r in runs for w in r.lock_wait_ms],
+        not_completed=sum(r.not_completed for r in runs), double_transitions=sum(r.double_transitions for r in runs),
+        peak_connections=max(r.peak_connections for r in runs), rss_mb=max((r.rss_mb for r in runs), key=sum),
+        app_cpu_s=sum(r.app_cpu_s for r in runs), db_cpu_s=sum(r.db_cpu_s for r in runs),
+        load_cpu_s=sum(r.load_cpu_s for r in runs), app_sys_s=sum(r.app_sys_s for r in runs),
+    )
+
+
 def pct(samples: list[float], p: int) -> float:
     if len(samples) < 2:
         return samples[0] if samples else float("nan")

@@ -30,6 +30,10 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
         max_overflow=max_overflow,
         # A request waits at most this long for a pooled connection, then fails with a 503.
         pool_timeout=10,
+        # The most recently used connection first: a quiet spell keeps using the same few (warm
+        # backends, fewer PgBouncer server connections), and the rest can be closed by idle
+        # timeouts instead of being kept alive by a round robin over the whole pool.
+        pool_use_lifo=True,
         connect_args={
             "connect_timeout": 5,
             # The pid tells which worker holds or waits for a lock (pg_stat_activity).

@@ -61,7 +61,8 @@ def _server_address(upstream: URL) -> tuple[str, int]:
 
 
 def _ini(
-    user: str, server_host: str, server_port: int, port: int, auth_file: Path, pool_size: int, max_client_conn: int
+    user: str, server_host: str, server_port: int, port: int, auth_file: Path, pool_size: int, max_client_conn: int,
+    socket_dir: Path | None,
 ) -> str:
     return f"""\
 [databases]
@@ -70,7 +71,7 @@ def _ini(
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {port}
-unix_socket_dir =
+unix_socket_dir = {socket_dir or ""}
 auth_type = scram-sha-256
 auth_file = {auth_file}
 admin_users = {user}
@@ -90,8 +91,10 @@ log_disconnections = 0
 """
 
 
-def _pooled_url(upstream: URL, port: int, password: str) -> URL:
+def _pooled_url(upstream: URL, port: int, password: str, socket_dir: Path | None) -> URL:
     query = {k: v for k, v in upstream.query.items() if k != "host"}
+    if socket_dir is not None:  # libpq takes a directory as the host: the socket there
+        return upstream.set(host=None, port=port, password=password, query={**query, "host": str(socket_dir)})
     return upstream.set(host="127.0.0.1", port=port, password=password, query=query)
 
 
@@ -136,10 +139,15 @@ def _run_as(server_host: str) -> str | None:
 
 @contextmanager
 def pgbouncer(
-    upstream_url: str, *, pool_size: int = 4, max_client_conn: int = 500, start_timeout_s: float = 30.0
+    upstream_url: str, *, pool_size: int = 4, max_client_conn: int = 500, start_timeout_s: float = 30.0,
+    unix_socket: bool = False,
 ) -> Iterator[str]:
     """Run PgBouncer (transaction pooling, `pool_size` server connections per database and user)
-    in front of `upstream_url`, on a free 127.0.0.1 port; yield the pooled URL, then stop it."""
+    in front of `upstream_url`, on a free 127.0.0.1 port; yield the pooled URL, then stop it.
+
+    With `unix_socket`, PgBouncer also listens on a Unix socket and the URL names that, as on a
+    host where the apps reach a local PgBouncer (and as the bench compares it with a server that
+    is itself reached through a socket)."""
     exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     upstream = make_url(upstream_url)
     if not upstream.username:
@@ -155,14 +163,15 @@ def pgbouncer(
     try:
         for _attempt in range(3):  # another process may take the free port before PgBouncer binds it
             port = _free_port()
-            ini.write_text(_ini(upstream.username, server_host, server_port, port, auth_file, pool_size, max_client_conn))
+            ini.write_text(_ini(upstream.username, server_host, server_port, port, auth_file, pool_size, max_client_conn,
+                                workdir if unix_socket else None))
             if run_as:
                 _give_to(run_as, workdir, auth_file, ini)
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     [exe, *(["-u", run_as] if run_as else []), str(ini)], stdout=log, stderr=log, start_new_session=True
                 )
-            url = _pooled_url(upstream, port, str(password))
+            url = _pooled_url(upstream, port, str(password), workdir if unix_socket else None)
             if _wait_until_it_answers(proc, url, start_timeout_s):
                 break
             if proc.poll() is None:  # running but unable to reach the upstream: retrying will not help
