@@ -84,7 +84,9 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201
     The app's modules, SQLAlchemy's mappers and compiled-statement cache, stripe-python and
     Flask are a large heap of objects that live as long as the worker. Each full collection
     would walk all of them again; frozen, it walks only what requests have made since (issue 9:
-    several per cent of a worker's CPU at 0 ms Stripe latency). Garbage is still collected.
+    several per cent of a worker's CPU at 0 ms Stripe latency). What requests make is collected
+    as before; a start-up object is never freed, which it would not be anyway: it lives as long
+    as the worker.
     """
     import gc
 

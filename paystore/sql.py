@@ -4,9 +4,12 @@ Why: a checkout + webhook pair runs about a dozen statements, and each one throu
 `Connection.exec_driver_sql` spends more CPU in SQLAlchemy's execution context and result set-up
 than in psycopg (issue 9). These helpers send the statement on the same connection, inside the
 same transaction (the Session stays in charge of BEGIN, COMMIT, ROLLBACK and the pool), and keep
-SQLAlchemy's error contract: a psycopg error is raised as the matching `sqlalchemy.exc` class
-(OperationalError, IntegrityError, ...) with `.orig` set, and a connection the server dropped is
-invalidated so the pool does not hand it out again.
+what callers rely on of SQLAlchemy's error handling: a psycopg error is raised as the matching
+`sqlalchemy.exc` class (OperationalError, IntegrityError, ...) with `.orig` set, and a connection
+the server dropped, or left mid-statement by an exit (SystemExit, KeyboardInterrupt), is
+invalidated so the pool does not hand it out again. Unlike SQLAlchemy, a drop does not recycle
+the pool's other connections at once: each is checked at its next checkout (paystore.db's
+socket poll, which then recycles the pool). No engine SQL logging or `handle_error` hooks run.
 """
 
 from __future__ import annotations
@@ -52,3 +55,7 @@ def _run(connection: Connection, statement: str, params: Params, fetch: str | No
             hide_parameters=connection.engine.hide_parameters, connection_invalidated=dropped,
             dialect=connection.dialect,
         ) from error
+    except BaseException as interrupted:
+        if not isinstance(interrupted, Exception):
+            connection.invalidate()  # the server may still be sending a result nobody reads
+        raise

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, func, select, text
 
 from paystore.devtools.stripe_standin import StripeStandIn
 from paystore.models import Notification, PaymentFact, Purchase
-from paystore.services import lifecycle
+from paystore.services import lifecycle, purchase_rows
 from tests.lifecycle_events import Purchase as Journey
 from tests.support import Api, count, purchase_row
 
@@ -122,4 +122,42 @@ def test_the_notification_commits_with_its_change(live_app: Flask, api: Api, eng
 
     [body] = notification_bodies(engine, str(purchase_id))
     assert body["data"]["purchase"]["completed_at"] == "2026-01-02T00:00:00+00:00"
+    assert body["data"]["purchase"] == api.get(f"/purchases/{purchase_id}").json()
+
+
+# The hot paths (webhooks, the return page, refresh, reconcile) write purchases as plain rows
+# (paystore.services.purchase_rows), not through a flush: the same rule must hold there.
+
+
+def test_a_rolled_back_row_save_writes_no_notification(live_app: Flask, api: Api, engine: Engine) -> None:
+    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
+    factory = live_app.extensions["paystore"].session_factory
+
+    with factory() as db:
+        transaction = db.begin()
+        locked = purchase_rows.load_one(db, purchase_id)
+        lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+        purchase_rows.save(db, locked)
+        written_inside = db.scalar(select(func.count()).select_from(Notification))
+        transaction.rollback()
+
+    assert written_inside == 1, "the save did not write its notification (the test could not fail)"
+    assert count(engine, "SELECT count(*) FROM notifications") == 0
+    assert purchase_row(engine, str(purchase_id))["status"] == "pending"
+
+
+def test_a_row_save_commits_one_notification_with_the_api_body(live_app: Flask, api: Api, engine: Engine) -> None:
+    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
+    factory = live_app.extensions["paystore"].session_factory
+
+    with factory() as db, db.begin():
+        cached = db.get_one(Purchase, purchase_id)  # the Session's own copy, as the return page has
+        locked = purchase_rows.load_one(db, purchase_id)
+        lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+        purchase_rows.save(db, locked)
+        purchase_rows.save(db, locked)  # nothing changed since: no second row
+        assert (cached.status, cached.updated_at) == ("completed", locked.purchase.updated_at), "stale Session copy"
+
+    [body] = notification_bodies(engine, str(purchase_id))
+    assert body["type"] == "purchase.completed" and body["data"]["previous_status"] == "pending"
     assert body["data"]["purchase"] == api.get(f"/purchases/{purchase_id}").json()

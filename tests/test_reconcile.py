@@ -17,6 +17,7 @@ from tests.lifecycle_events import Purchase
 from tests.support import (
     Api,
     advisory_lock_holders,
+    count,
     paystore_cli,
     purchase_row,
     remove_the_lock_and_meet_before_applying,
@@ -73,6 +74,7 @@ def test_dry_run_changes_nothing(three_lost_webhooks: dict[str, str], engine: En
 
     assert result.returncode == 3 and "would repair 2" in result.stdout
     assert {purchase_row(engine, pid)["status"] for pid in three_lost_webhooks.values()} == {"pending"}
+    assert count(engine, "SELECT count(*) FROM notifications") == 0
 
 
 def test_young_purchases_are_left_to_their_webhooks(api: Api, standin: StripeStandIn, cli_env: dict[str, str]) -> None:

@@ -140,6 +140,9 @@ def test_api_timestamps_are_the_database_instants_in_utc(
     assert _utc(body["created_at"]).timestamp() == pytest.approx(_epoch(clean_zone, "created_at", purchase_id), abs=1e-6)
     assert _utc(body["completed_at"]).timestamp() == pytest.approx(_epoch(clean_zone, "completed_at", purchase_id), abs=1e-6)
     assert api.get("/users/user_1/purchases").json()["purchases"][0]["created_at"] == body["created_at"]
+    with clean_zone.connect() as conn:  # the shop's notification shows the same instants
+        [told] = conn.scalars(text("SELECT body::jsonb FROM notifications WHERE purchase_id = :p"), {"p": purchase_id})
+    assert told["data"]["purchase"] == body
 
 
 def test_newest_first_across_the_daylight_saving_fall_back(

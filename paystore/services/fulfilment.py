@@ -84,7 +84,8 @@ def apply_view(
         if view.event_type is not None:
             learn = lifecycle.learn_from_session(view.event_type, view.session, settings.stripe_livemode)
             outcome = lifecycle.apply(purchase, learn, cause=cause)
-            purchase_rows.save(db, locked)
+            if not dry_run:  # a dry run sends no write at all, not even one it rolls back
+                purchase_rows.save(db, locked)
         after = str(purchase.status)
         if dry_run:
             transaction.rollback()

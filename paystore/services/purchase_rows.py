@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.orm.exc import NoResultFound
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import NoResultFound
+from sqlalchemy.orm.util import identity_key
 
 from paystore import sql
 from paystore.models import Purchase
@@ -73,6 +75,14 @@ def save(db: Session, locked: LockedPurchase) -> None:
     ).astimezone(UTC)
     if "status" in changed:
         outbox.insert_notifications(db, [outbox.notification_row(purchase, str(as_read["status"]))])
+    # What was written is now the row as read: a second save writes only later changes.
+    as_read.update({name: getattr(purchase, name) for name in (*changed, "updated_at")})
+    # The Session may hold its own copy (the return page looked the purchase up first): it is
+    # told what was written, as a refresh would (a rollback expires it with the rest).
+    cached = db.identity_map.get(identity_key(Purchase, purchase.id))
+    if cached is not None:
+        for name in (*changed, "updated_at"):
+            set_committed_value(cached, name, getattr(purchase, name))
 
 
 def _column_value(value: Any) -> Any:
