@@ -37,6 +37,7 @@ class Figures:
     db_cpu_s: float
     load_cpu_s: float
     app_sys_s: float
+    pooler_cpu_s: float = 0.0  # PgBouncer's process, when there is one (not in load_cpu_s)
 
     @property
     def pairs_per_s(self) -> float:
@@ -68,6 +69,7 @@ def combined(runs: list[Figures]) -> Figures:
         peak_connections=max(r.peak_connections for r in runs), rss_mb=max((r.rss_mb for r in runs), key=sum),
         app_cpu_s=sum(r.app_cpu_s for r in runs), db_cpu_s=sum(r.db_cpu_s for r in runs),
         load_cpu_s=sum(r.load_cpu_s for r in runs), app_sys_s=sum(r.app_sys_s for r in runs),
+        pooler_cpu_s=sum(r.pooler_cpu_s for r in runs),
     )
 
 
@@ -75,6 +77,13 @@ def pct(samples: list[float], p: int) -> float:
     if len(samples) < 2:
         return samples[0] if samples else float("nan")
     return statistics.quantiles(samples, n=100, method="inclusive")[p - 1]
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
 
 
 class _Sampler:
@@ -100,9 +109,10 @@ class _Sampler:
             return list(conn.scalars(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                                           " AND (application_name LIKE 'paystore:%' OR application_name LIKE 'bare:%')")))
 
-    def cpu(self) -> tuple[float, float, float, float]:
+    def cpu(self) -> tuple[float, float, float, float, float]:
         """Seconds of CPU so far: app workers, their backends, load side (this process and its
-        children), and the app workers' system (kernel) share."""
+        children), the app workers' system (kernel) share, and PgBouncer (a child of this
+        process when it runs; not counted in the load side)."""
         def total(procs: list[psutil.Process], kernel_only: bool = False) -> float:
             s = 0.0
             for proc in procs:
@@ -116,7 +126,10 @@ class _Sampler:
         workers = [w for i in self.instances for w in i.workers()]
         backends = [psutil.Process(pid) for pid in self.backends() if psutil.pid_exists(pid)]
         me = psutil.Process()
-        return total(workers), total(backends), total([me, *me.children(recursive=True)]), total(workers, True)
+        mine = [me, *me.children(recursive=True)]
+        pooler = [p for p in mine if _name(p) == "pgbouncer"]
+        load = [p for p in mine if p not in pooler]
+        return total(workers), total(backends), total(load), total(workers, True), total(pooler)
 
     def __enter__(self) -> _Sampler:
         self._thread.start()
@@ -169,5 +182,5 @@ def measure(
         lock_wait_ms=[w for w in waits if w is not None], not_completed=int(not_completed or 0),
         double_transitions=int(doubles or 0), peak_connections=sampler.peak, rss_mb=rss,
         app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2],
-        app_sys_s=after[3] - before[3],
+        app_sys_s=after[3] - before[3], pooler_cpu_s=after[4] - before[4],
     )
