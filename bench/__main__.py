@@ -130,21 +130,23 @@ def main() -> None:
         log_path = Path(scratch) / "gunicorn.log"
         common = dict(seconds=seconds, load_procs=load_procs, database_url=url, engine=engine, standin=standin,
                       env=app_env, log_path=log_path)
+        behind_pgbouncer = {k: v for k, v in common.items() if k != "database_url"}
+        pgbouncer_pool = int(env("BENCH_PGBOUNCER_POOL") or 40)
         try:
             for latency_ms, buyers in scenarios():
                 configs = [("paystore", PAYSTORE_APP, chosen)]
                 if env("BENCH_BASELINE", "1") != "0":
                     configs.append(("baseline", PAYSTORE_APP, baseline))
                 configs.append(("bare floor", BARE_APP, chosen))
+                with_pgbouncer = env("BENCH_PGBOUNCER", "1") != "0" and buyers > 1
                 runs: dict[str, list[Figures]] = {}
                 for _round in range(rounds):
                     for label, app, model in configs:
                         runs.setdefault(label, []).append(
                             measure(label, app, model, latency_ms=latency_ms, buyers=buyers, **common))
-                    if env("BENCH_PGBOUNCER", "1") != "0" and buyers > 1:
-                        direct = {k: v for k, v in common.items() if k != "database_url"}
-                        pooled = measure_behind_pgbouncer(url, chosen, int(env("BENCH_PGBOUNCER_POOL") or 40),
-                                                          latency_ms=latency_ms, buyers=buyers, **direct)
+                    if with_pgbouncer:
+                        pooled = measure_behind_pgbouncer(url, chosen, pgbouncer_pool, latency_ms=latency_ms,
+                                                          buyers=buyers, **behind_pgbouncer)
                         runs.setdefault(pooled.label, []).append(pooled)
                 print_table(latency_ms, buyers, [combined(r) for r in runs.values()], rounds)
             with engine.begin() as conn:

@@ -15,6 +15,7 @@ socket poll, which then recycles the pool). No engine SQL logging or `handle_err
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 import psycopg
@@ -23,6 +24,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 Params = Mapping[str, Any] | None
+
+
+def column_value(value: Any) -> Any:
+    """A parameter for a column that holds a StrEnum's value (psycopg would write its name)."""
+    return str(value) if isinstance(value, StrEnum) else value
 
 
 def execute(db: Session, statement: str, params: Params = None) -> None:

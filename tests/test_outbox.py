@@ -4,11 +4,14 @@ purchase exactly as the API shows it, and a rolled-back change writes nothing.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.orm import Session
 
 from paystore.devtools.stripe_standin import StripeStandIn
 from paystore.models import Notification, PaymentFact, Purchase
@@ -94,15 +97,30 @@ def test_checkout_itself_tells_nothing(api: Api, engine: Engine) -> None:
     assert count(engine, "SELECT count(*) FROM notifications") == 0
 
 
-def test_a_rolled_back_status_change_writes_no_notification(live_app: Flask, api: Api, engine: Engine) -> None:
+def _pay_through_a_flush(db: Session, purchase_id: uuid.UUID) -> None:
+    purchase = db.get_one(Purchase, purchase_id)
+    lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+    db.flush()
+
+
+def _pay_through_a_row_save(db: Session, purchase_id: uuid.UUID) -> None:
+    """The hot paths (webhooks, the return page, refresh, reconcile) write purchases as plain
+    rows (paystore.services.purchase_rows), not through a flush: the same rule must hold there."""
+    locked = purchase_rows.load_one(db, purchase_id)
+    lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+    purchase_rows.save(db, locked)
+
+
+@pytest.mark.parametrize("pay", [_pay_through_a_flush, _pay_through_a_row_save], ids=["flush", "row save"])
+def test_a_rolled_back_status_change_writes_no_notification(
+    pay: Callable[[Session, uuid.UUID], None], live_app: Flask, api: Api, engine: Engine
+) -> None:
     purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
     factory = live_app.extensions["paystore"].session_factory
 
     with factory() as db:
         transaction = db.begin()
-        purchase = db.get_one(Purchase, purchase_id)
-        lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-        db.flush()
+        pay(db, purchase_id)
         written_inside = db.scalar(select(func.count()).select_from(Notification))
         transaction.rollback()
 
@@ -123,27 +141,6 @@ def test_the_notification_commits_with_its_change(live_app: Flask, api: Api, eng
     [body] = notification_bodies(engine, str(purchase_id))
     assert body["data"]["purchase"]["completed_at"] == "2026-01-02T00:00:00+00:00"
     assert body["data"]["purchase"] == api.get(f"/purchases/{purchase_id}").json()
-
-
-# The hot paths (webhooks, the return page, refresh, reconcile) write purchases as plain rows
-# (paystore.services.purchase_rows), not through a flush: the same rule must hold there.
-
-
-def test_a_rolled_back_row_save_writes_no_notification(live_app: Flask, api: Api, engine: Engine) -> None:
-    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
-    factory = live_app.extensions["paystore"].session_factory
-
-    with factory() as db:
-        transaction = db.begin()
-        locked = purchase_rows.load_one(db, purchase_id)
-        lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-        purchase_rows.save(db, locked)
-        written_inside = db.scalar(select(func.count()).select_from(Notification))
-        transaction.rollback()
-
-    assert written_inside == 1, "the save did not write its notification (the test could not fail)"
-    assert count(engine, "SELECT count(*) FROM notifications") == 0
-    assert purchase_row(engine, str(purchase_id))["status"] == "pending"
 
 
 def test_a_row_save_commits_one_notification_with_the_api_body(live_app: Flask, api: Api, engine: Engine) -> None:

@@ -160,18 +160,19 @@ def pgbouncer(
     auth_file.write_text(f"{_quote(upstream.username)} {_quote(str(password))}\n")
     auth_file.chmod(0o600)
     proc: subprocess.Popen[bytes] | None = None
+    socket_dir = workdir if unix_socket else None
     try:
         for _attempt in range(3):  # another process may take the free port before PgBouncer binds it
             port = _free_port()
             ini.write_text(_ini(upstream.username, server_host, server_port, port, auth_file, pool_size, max_client_conn,
-                                workdir if unix_socket else None))
+                                socket_dir))
             if run_as:
                 _give_to(run_as, workdir, auth_file, ini)
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen(
                     [exe, *(["-u", run_as] if run_as else []), str(ini)], stdout=log, stderr=log, start_new_session=True
                 )
-            url = _pooled_url(upstream, port, str(password), workdir if unix_socket else None)
+            url = _pooled_url(upstream, port, str(password), socket_dir)
             if _wait_until_it_answers(proc, url, start_timeout_s):
                 break
             if proc.poll() is None:  # running but unable to reach the upstream: retrying will not help

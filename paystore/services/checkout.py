@@ -6,7 +6,6 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import NamedTuple
 
 from sqlalchemy.exc import IntegrityError
@@ -107,8 +106,7 @@ def _create_purchase(
         currency=program.currency,
         livemode=settings.stripe_livemode,
     )
-    # str(): psycopg would write an Enum's name, the column holds its value.
-    values = {name: str(v) if isinstance(v := getattr(purchase, name), StrEnum) else v for name in _INSERTED}
+    values = {name: sql.column_value(getattr(purchase, name)) for name in _INSERTED}
     try:
         created_at, updated_at = sql.first(db, _INSERT_SQL, values)
     except IntegrityError as exc:

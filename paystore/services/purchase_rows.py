@@ -17,7 +17,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -65,7 +64,7 @@ def load_one(db: Session, purchase_id: uuid.UUID) -> LockedPurchase:
 def save(db: Session, locked: LockedPurchase) -> None:
     """Write what changed since `load`, and the notification if the status changed."""
     purchase, as_read = locked.purchase, locked.as_read
-    changed = {name: _column_value(value) for name in _WRITABLE if (value := getattr(purchase, name)) != as_read[name]}
+    changed = {name: sql.column_value(value) for name in _WRITABLE if (value := getattr(purchase, name)) != as_read[name]}
     if not changed:
         return
     assignments = ", ".join(f"{name} = %({name})s" for name in changed)
@@ -83,8 +82,3 @@ def save(db: Session, locked: LockedPurchase) -> None:
     if cached is not None:
         for name in (*changed, "updated_at"):
             set_committed_value(cached, name, getattr(purchase, name))
-
-
-def _column_value(value: Any) -> Any:
-    # psycopg would write an Enum's name; the columns hold the values.
-    return str(value) if isinstance(value, StrEnum) else value
