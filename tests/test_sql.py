@@ -4,6 +4,9 @@ must never be handed out again."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import psycopg.errors
 import pytest
 from flask import Flask
@@ -11,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from paystore import sql
-from tests.support import wait_until
+from tests.support import ROOT, wait_until
 
 
 def test_a_refused_statement_raises_sqlalchemys_class_with_the_driver_error(live_app: Flask) -> None:
@@ -52,3 +55,33 @@ def test_a_connection_dropped_mid_transaction_is_invalidated_not_reused(live_app
 
     assert raised and raised[0].connection_invalidated, "sql.execute left the dropped connection valid"
     assert replacement != pid
+
+
+def test_statements_share_one_cursor_per_connection_and_rows_outlive_it(live_app: Flask) -> None:
+    factory = live_app.extensions["paystore"].session_factory
+
+    with factory() as db:
+        with db.begin():
+            row = sql.first(db, "SELECT 1, 'one'")
+            cursor = db.connection().connection.info[sql._CURSOR]
+            sql.execute(db, "SELECT 2")
+        with db.begin():  # the next transaction on the same pooled connection
+            sql.scalar(db, "SELECT 3")
+            assert db.connection().connection.info[sql._CURSOR] is cursor
+
+    assert row == (1, "one"), "a later statement on the shared cursor changed a row already read"
+
+
+def test_an_untracked_purchase_works_in_a_fresh_process_before_any_orm_use() -> None:
+    # untracked_purchase skips the constructor, which is what configures the mappers; in a
+    # worker whose first request is a webhook nothing else has configured them yet.
+    program = (
+        "from paystore.services.purchase_rows import untracked_purchase, _COLUMNS\n"
+        "from sqlalchemy import inspect\n"
+        "p = untracked_purchase(dict.fromkeys(_COLUMNS) | {'status': 'pending'})\n"
+        "p.status = 'completed'\n"
+        "history = inspect(p).attrs.status.history\n"
+        "assert (list(history.deleted), list(history.added)) == (['pending'], ['completed']), history\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
