@@ -185,7 +185,7 @@ class StripeGateway:
             raise InvalidWebhook(f"invalid Stripe-Signature: {reason}")
         # Signed but unusable: `invalid_payload`, distinct from a bad signature.
         try:
-            event = Event.from_dict(loads_bounded(text))
+            event = Event.from_dict(loads_bounded(text), received=text)
         except UnacceptableJson as exc:
             raise InvalidStripeObject(f"malformed event: {exc}") from None
         if event.altered_strings:

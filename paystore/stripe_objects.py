@@ -102,7 +102,8 @@ class Event:
     payload_json: str | None = field(default=None, compare=False, repr=False)  # `payload` as JSON text
 
     @classmethod
-    def from_dict(cls, payload: Any) -> Event:
+    def from_dict(cls, payload: Any, received: str | None = None) -> Event:
+        """`received`: the JSON text `payload` was parsed from (by `loads_bounded`), if any."""
         if not isinstance(payload, dict) or payload.get("object") != "event":
             raise InvalidStripeObject("the body is not a Stripe event object")
         event_id = read.field(payload, "id", str)
@@ -114,7 +115,7 @@ class Event:
         event_type = read.field(payload, "type", str)
         if len(event_type) > 128:
             raise InvalidStripeObject("event.type is longer than 128")
-        stored, altered, stored_json = storable_document(payload)
+        stored, altered, stored_json = storable_document(payload, received)
         return cls(
             id=event_id,
             type=event_type,

@@ -118,6 +118,30 @@ def test_unstorable_strings_in_unread_fields_are_recorded_and_applied(
     assert stored == 1
 
 
+STORABLE_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+
+
+@bounded(25)
+@given(notes=st.lists(STORABLE_TEXT, min_size=1, max_size=4), ascii_only=st.booleans())
+def test_the_recorded_payload_is_the_body_as_parsed(
+    api: Api, standin: StripeStandIn, engine: Engine, notes: list[str], ascii_only: bool
+) -> None:
+    """A body with nothing jsonb refuses is stored from its own text (no re-encoding); one with
+    escapes that might be (a surrogate pair, from ensure_ascii) is re-encoded. Either way the
+    record holds what the body says."""
+    purchase = Purchase.checkout(api, standin, f"raw_{next(_users)}")
+    event = purchase.event("completed_paid")
+    event["data"]["object"]["custom_fields"] = [{"key": f"k{i}", "text": {"value": note}} for i, note in enumerate(notes)]
+    body = json.dumps(event, ensure_ascii=ascii_only).encode()
+
+    response = _post(standin, body)
+
+    assert (response.status_code, response.json().get("outcome")) == (200, "completed"), response.text
+    with engine.connect() as conn:
+        stored = conn.scalar(text("SELECT payload FROM stripe_events WHERE stripe_event_id = :i"), {"i": event["id"]})
+    assert stored == json.loads(body)
+
+
 @bounded(20)
 @given(depth=st.integers(65, 20_000), data=st.data(), kind=st.sampled_from(["completed_paid", "refund_full", "unknown"]))
 def test_deep_nesting_anywhere_in_a_signed_event_is_400_invalid_payload(
