@@ -18,6 +18,9 @@ Prints numbers; asserts nothing. Knobs (environment, or make variables of the sa
                                         mode, the same processes in all; webhooks cross instances)
   BENCH_PGBOUNCER_POOL (40)             PgBouncer's server connections (>= checkouts in flight)
   BENCH_INSTRUCTIONS=1                  also count instructions per pair under valgrind (~4 min)
+  BENCH_REQUEST_CPU=1                   serve every configuration wrapped by bench/request_cpu.py and
+                                        print the thread CPU per checkout and per webhook inside the
+                                        workers: where the CPU per pair goes
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def rows(f: Figures) -> dict[str, str]:
         "  of which app workers (kernel)": f"{f.app_cpu_ms_per_pair:.2f} ({f.app_sys_ms_per_pair:.2f})",
         "load side CPU (% of machine)": f"{100 * f.load_cpu_s / (f.seconds * CPUS):.0f} %",
         "PgBouncer CPU ms per pair": f"{f.pooler_cpu_s * 1000 / max(1, f.load.pairs):.2f}" if f.pooler_cpu_s else "",
+        **({"thread CPU ms per checkout / webhook": " / ".join(
+            f"{ms:.2f}" if (ms := f.request_cpu_ms(path)) is not None else "-"
+            for path in ("/checkout", "/webhooks/stripe"))} if f.request_cpu is not None else {}),
     }
 
 
@@ -129,7 +135,8 @@ def main() -> None:
                    "STRIPE_API_BASE": standin.base_url, "PAYSTORE_API_TOKENS": TOKEN}
         log_path = Path(scratch) / "gunicorn.log"
         common = dict(seconds=seconds, load_procs=load_procs, database_url=url, engine=engine, standin=standin,
-                      env=app_env, log_path=log_path)
+                      env=app_env, log_path=log_path,
+                      request_cpu_dir=Path(scratch) if env("BENCH_REQUEST_CPU") == "1" else None)
         behind_pgbouncer = {k: v for k, v in common.items() if k != "database_url"}
         pgbouncer_pool = int(env("BENCH_PGBOUNCER_POOL") or 40)
         try:

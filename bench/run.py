@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import statistics
+import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -14,6 +15,7 @@ from pathlib import Path
 import psutil
 from sqlalchemy import Engine, text
 
+from bench import request_cpu
 from bench.load import BuyerResults, run_buyers
 from bench.serve import Instance, ServerModel, serve_instances
 from paystore.devtools.stripe_standin import StripeStandIn
@@ -38,6 +40,12 @@ class Figures:
     load_cpu_s: float
     app_sys_s: float
     pooler_cpu_s: float = 0.0  # PgBouncer's process, when there is one (not in load_cpu_s)
+    request_cpu: dict[str, tuple[float, int]] | None = None  # BENCH_REQUEST_CPU: path -> (s, requests)
+
+    def request_cpu_ms(self, path: str) -> float | None:
+        """Thread CPU per request of `path` inside the workers, in ms (BENCH_REQUEST_CPU=1)."""
+        cpu_s, n = (self.request_cpu or {}).get(path, (0.0, 0))
+        return cpu_s * 1000 / n if n else None
 
     @property
     def pairs_per_s(self) -> float:
@@ -70,7 +78,19 @@ def combined(runs: list[Figures]) -> Figures:
         app_cpu_s=sum(r.app_cpu_s for r in runs), db_cpu_s=sum(r.db_cpu_s for r in runs),
         load_cpu_s=sum(r.load_cpu_s for r in runs), app_sys_s=sum(r.app_sys_s for r in runs),
         pooler_cpu_s=sum(r.pooler_cpu_s for r in runs),
+        request_cpu=_added([r.request_cpu for r in runs]),
     )
+
+
+def _added(totals: list[dict[str, tuple[float, int]] | None]) -> dict[str, tuple[float, int]] | None:
+    if any(t is None for t in totals):
+        return None
+    summed: dict[str, tuple[float, int]] = {}
+    for one in totals:
+        for path, (cpu_s, n) in (one or {}).items():
+            before = summed.get(path, (0.0, 0))
+            summed[path] = (before[0] + cpu_s, before[1] + n)
+    return summed
 
 
 def pct(samples: list[float], p: int) -> float:
@@ -143,10 +163,17 @@ class _Sampler:
 def measure(
     label: str, app: str, model: ServerModel, *, latency_ms: int, buyers: int, seconds: float, load_procs: int,
     database_url: str, engine: Engine, standin: StripeStandIn, env: dict[str, str], log_path: Path, instances: int = 1,
+    request_cpu_dir: Path | None = None,
 ) -> Figures:
+    """With `request_cpu_dir`, the app is served wrapped by bench.request_cpu, whose totals the
+    workers write to a fresh directory under it when they exit."""
     reset_database(engine)
     standin.reset()
     standin.create_delay_s = latency_ms / 1000
+    totals_dir = None
+    if request_cpu_dir is not None:
+        totals_dir = Path(tempfile.mkdtemp(dir=request_cpu_dir))
+        app, env = request_cpu.WRAPPED[app], {**env, request_cpu.DIRECTORY_ENV: str(totals_dir)}
     with serve_instances(app, database_url, env, model, log_path, instances) as served:
         urls = [i.url for i in served]
         warmup = 2.0 + 0.5 * load_procs  # process start, connections, pools
@@ -183,4 +210,5 @@ def measure(
         double_transitions=int(doubles or 0), peak_connections=sampler.peak, rss_mb=rss,
         app_cpu_s=after[0] - before[0], db_cpu_s=after[1] - before[1], load_cpu_s=after[2] - before[2],
         app_sys_s=after[3] - before[3], pooler_cpu_s=after[4] - before[4],
+        request_cpu=request_cpu.read_totals(totals_dir) if totals_dir else None,
     )

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import requests
 import stripe
+
 # Bound once: stripe-python resolves its top-level names lazily, with an import_module call on
 # every attribute access (about 1 us each, on every checkout and webhook).
 from stripe import (
