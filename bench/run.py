@@ -40,7 +40,7 @@ class Figures:
     load_cpu_s: float
     app_sys_s: float
     pooler_cpu_s: float = 0.0  # PgBouncer's process, when there is one (not in load_cpu_s)
-    request_cpu: dict[str, tuple[float, int]] | None = None  # BENCH_REQUEST_CPU: path -> (s, requests)
+    request_cpu: request_cpu.Totals | None = None  # BENCH_REQUEST_CPU=1 only
 
     def request_cpu_ms(self, path: str) -> float | None:
         """Thread CPU per request of `path` inside the workers, in ms (BENCH_REQUEST_CPU=1)."""
@@ -78,19 +78,9 @@ def combined(runs: list[Figures]) -> Figures:
         app_cpu_s=sum(r.app_cpu_s for r in runs), db_cpu_s=sum(r.db_cpu_s for r in runs),
         load_cpu_s=sum(r.load_cpu_s for r in runs), app_sys_s=sum(r.app_sys_s for r in runs),
         pooler_cpu_s=sum(r.pooler_cpu_s for r in runs),
-        request_cpu=_added([r.request_cpu for r in runs]),
+        request_cpu=None if any(r.request_cpu is None for r in runs)
+        else request_cpu.added_up(r.request_cpu for r in runs if r.request_cpu is not None),
     )
-
-
-def _added(totals: list[dict[str, tuple[float, int]] | None]) -> dict[str, tuple[float, int]] | None:
-    if any(t is None for t in totals):
-        return None
-    summed: dict[str, tuple[float, int]] = {}
-    for one in totals:
-        for path, (cpu_s, n) in (one or {}).items():
-            before = summed.get(path, (0.0, 0))
-            summed[path] = (before[0] + cpu_s, before[1] + n)
-    return summed
 
 
 def pct(samples: list[float], p: int) -> float:

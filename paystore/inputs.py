@@ -19,15 +19,12 @@ from typing import Any
 MAX_JSON_DEPTH = 64
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-# In json.dumps(..., ensure_ascii=False) text a NUL appears as the escape `\\u0000` and a lone
-# surrogate as itself; text with neither comes from a storable document. A false positive (a
-# string holding a backslash before `u0000`) only takes the slow path.
-_UNSTORABLE_DUMPED = re.compile(r"\\u0000|[\ud800-\udfff]")
-# In JSON text as received, a NUL or a surrogate can only be written as an escape (`\\u0000`,
-# `\\ud83d`; json.loads refuses raw control characters, and strict UTF-8 has no surrogates).
-# Text without any such escape is storable as jsonb as it stands. A surrogate *pair* (an escaped
-# emoji) or an escaped backslash before `u0000` also matches: those take the slow path.
-_ESCAPED_UNSTORABLE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[\x00\ud800-\udfff]")
+# JSON text that may hold something jsonb refuses. A NUL appears in it as the escape `\\u0000`
+# (json.loads refuses a raw control character, json.dumps escapes one), a surrogate as an escape
+# (`\\ud83d`, in text as received) or as itself (in json.dumps(..., ensure_ascii=False) output).
+# Text with none of these is storable as it stands. A surrogate *pair* (an escaped emoji) or an
+# escaped backslash before `u0000` also matches: a false positive only takes the slow path.
+_MAYBE_UNSTORABLE_JSON = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
@@ -115,10 +112,10 @@ def storable_document(value: Any, received: str | None = None) -> tuple[Any, int
     Otherwise the common case, nothing to replace, costs one C-speed encoding and one regex
     search instead of a Python walk and copy of the whole document.
     """
-    if received is not None and _ESCAPED_UNSTORABLE.search(received) is None:
+    if received is not None and _MAYBE_UNSTORABLE_JSON.search(received) is None:
         return value, 0, received
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if _UNSTORABLE_DUMPED.search(text) is None:
+    if _MAYBE_UNSTORABLE_JSON.search(text) is None:
         return value, 0, text
     stored, altered = storable_json(value)
     return stored, altered, json.dumps(stored, ensure_ascii=False, separators=(",", ":"))
