@@ -47,6 +47,10 @@ from paystore.config import threads_from_env  # noqa: E402
 from paystore.logs import logging_config  # noqa: E402
 
 threads = threads_from_env()  # gthread: threads per process; also the pool size
+if worker_class == "sync":
+    # One request per process, as asked: gunicorn would otherwise quietly run gthread workers
+    # whenever threads > 1 (the pool opens connections lazily, so it holds one here).
+    threads = 1
 if worker_class == "gevent":  # greenlets per process, likewise bounded by the pool
     worker_connections = threads
 # (gthread keeps the default worker_connections of 1000: idle keep-alive connections wait in

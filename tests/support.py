@@ -214,7 +214,8 @@ def free_port() -> int:
 def gunicorn_server(
     env: Mapping[str, str], workers: int = 3, config: Path | None = None, log_path: Path | None = None
 ) -> Iterator[str]:
-    """Run `gunicorn wsgi:app` from the repository root with several sync workers."""
+    """Run `gunicorn wsgi:app` from the repository root with several workers (gunicorn.conf.py's
+    worker class unless `env` sets GUNICORN_WORKER_CLASS)."""
     port = free_port()
     args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
     args += ["-c", str(config or ROOT / "gunicorn.conf.py")]
