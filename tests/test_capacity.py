@@ -49,7 +49,10 @@ class HeldCreates:
 
 def _serve(cli_env: dict[str, str], tmp_path: Path, checkout_slots: int) -> Iterator[str]:
     env = {**cli_env, "GUNICORN_WORKER_CLASS": "gthread", "PAYSTORE_THREADS": str(THREADS),
-           "PAYSTORE_CHECKOUT_SLOTS": str(checkout_slots)}
+           "PAYSTORE_CHECKOUT_SLOTS": str(checkout_slots),
+           # The held create calls end when the test releases them, never by paystore's own
+           # Stripe timeout (the cli_env's 5 s could free a thread inside the window on a busy host).
+           "PAYSTORE_STRIPE_TIMEOUT_S": "120"}
     with gunicorn_server(env, workers=1, log_path=tmp_path / "gunicorn.log") as url:
         yield url
 
@@ -75,7 +78,7 @@ def held(standin: StripeStandIn) -> Iterator[HeldCreates]:
 def _block_checkouts(url: str, standin: StripeStandIn, held: HeldCreates, n: int, pool: ThreadPoolExecutor) -> list[Future]:
     standin.before_create_response = held
     futures = [pool.submit(Api(url).checkout, f"blocked_{i}") for i in range(n)]
-    wait_until(lambda: held.arrived == n)  # each holds its slot, thread, connection and locks
+    wait_until(lambda: held.arrived == n, timeout=60)  # each holds its slot, thread, connection and locks
     return futures
 
 

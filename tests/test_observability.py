@@ -40,7 +40,9 @@ def observed(database_url: str, standin_server: StripeStandIn, tmp_path_factory:
            # A sync worker serves one request at a time, so parallel checkouts must spread over
            # the workers; one gthread worker may accept them all (the metrics are kept per
            # process the same way for every worker class).
-           "GUNICORN_WORKER_CLASS": "sync"}
+           "GUNICORN_WORKER_CLASS": "sync",
+           # A checkout may wait at the meeting below while a slower worker is still booting.
+           "PAYSTORE_STRIPE_TIMEOUT_S": "60"}
     with gunicorn_server(env, workers=WORKERS, log_path=log_path) as url:
         yield {"url": url, "log_path": log_path, "env": env}
 
@@ -58,7 +60,7 @@ def traffic(observed: dict, standin_server: StripeStandIn, engine: Engine) -> It
     # they are in as many workers at once. (A delay alone let one worker serve them all while the
     # others were still importing the app on a busy CI machine.)
     arrivals = itertools.count()
-    every_worker_holds_one = threading.Barrier(WORKERS, timeout=60)
+    every_worker_holds_one = threading.Barrier(WORKERS, timeout=50)
 
     def meet_in_every_worker(session: dict[str, Any]) -> None:
         if next(arrivals) < WORKERS:
