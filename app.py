@@ -1,5 +1,13 @@
-"""`flask --app app run` / `flask --app app programs list`: Flask finds `create_app` here."""
+"""`flask --app app ...`: Flask finds `create_app` here, with paystore's commands added to the app."""
 
-from paystore import create_app
+from flask import Flask
 
-__all__ = ["create_app"]
+import paystore
+from paystore.cli import commands
+
+
+def create_app() -> Flask:
+    app = paystore.create_app()
+    for command in commands():
+        app.cli.add_command(command)
+    return app

@@ -1,8 +1,5 @@
-"""`gunicorn wsgi:app` (settings in gunicorn.conf.py)."""
+"""`gunicorn wsgi:app` from the repository root (settings in gunicorn.conf.py)."""
 
-from paystore import create_app, warn_about_missing_settings
-from paystore.logs import configure_logging
+from paystore.wsgi import app
 
-configure_logging()
-app = create_app()
-warn_about_missing_settings(app)
+__all__ = ["app"]

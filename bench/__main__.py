@@ -36,9 +36,11 @@ from bench.pgbench import pgbench_pairs
 from bench.run import Figures, combined, measure, pct
 from bench.serve import BARE_APP, PAYSTORE_APP, ServerModel
 from paystore.db import make_engine
+from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
 from paystore.devtools.pgbouncer import pgbouncer
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import STRIPE_KEY, TOKEN, WEBHOOK_SECRET, database_source, migrate_with_alembic, postgres_server
+from paystore.devtools.postgres import database_source, postgres_server
+from paystore.devtools.standin import StripeStandIn
+from paystore.migrate import upgrade_to_head
 
 CPUS = os.cpu_count() or 1
 env = os.environ.get
@@ -127,8 +129,8 @@ def main() -> None:
           f"database from {database_source()}, Stripe stand-in in this process, buyers in {load_procs} processes")
     print(f"paystore = {chosen} (PAYSTORE_THREADS={chosen.threads}, checkout slots {max(1, chosen.threads * 3 // 4)}"
           f" per process); baseline = paystore on {baseline} (the old gunicorn.conf.py); bare floor = bench/bare.py")
-    with tempfile.TemporaryDirectory() as scratch, postgres_server(Path(scratch)) as url:
-        migrate_with_alembic(url)
+    with tempfile.TemporaryDirectory() as scratch, postgres_server() as url:
+        upgrade_to_head(url)
         engine = make_engine(url, pool_size=3)
         standin = StripeStandIn(WEBHOOK_SECRET).start()
         app_env = {"STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET, "PAYSTORE_LOG_LEVEL": "WARNING",

@@ -23,7 +23,7 @@ import psycopg
 import stripe
 from flask import Flask, jsonify, request
 
-from paystore.locks import advisory_key_number, purchase_create_lock_key, purchase_lock_key
+from paystore.store.locks import advisory_key_number, purchase_create_lock_key, purchase_lock_key
 
 ACTIVE = ("pending", "awaiting_payment", "completed", "disputed")
 LOCK_SQL = "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)"

@@ -20,9 +20,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench import ROOT
 from bench.load import paid_event
-from paystore.devtools.stripe_standin import StripeStandIn, sign
-from tests.support import ROOT, TOKEN, WEBHOOK_SECRET, _healthy, free_port, reset_database, wait_until
+from paystore.devtools.credentials import TOKEN, WEBHOOK_SECRET
+from paystore.devtools.http import free_port
+from paystore.devtools.postgres import reset_database
+from paystore.devtools.processes import healthy, wait_until
+from paystore.devtools.standin import StripeStandIn, sign
 
 WARM_UP = 20
 
@@ -36,7 +40,7 @@ def _worker_instructions(app: str, pairs: int, env: dict[str, str], scratch: Pat
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        wait_until(lambda: _healthy(f"http://127.0.0.1:{port}") or proc.poll() is not None, timeout=300, interval=0.5)
+        wait_until(lambda: healthy(f"http://127.0.0.1:{port}") or proc.poll() is not None, timeout=300, interval=0.5)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         for n in range(WARM_UP + pairs):
             conn.request("POST", "/checkout", json.dumps({"user_id": f"i{pairs}_{n}", "program_id": "prog_py101"}),

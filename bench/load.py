@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from paystore.devtools.stripe_standin import API_VERSION, FIXTURES, sign, stripe_id
+from paystore.devtools.standin import API_VERSION, FIXTURES, sign, stripe_id
 
 PROGRAM = "prog_py101"
 

@@ -1,6 +1,7 @@
 """`python -m bench.outbox`: what the notification outbox costs a status change, and how fast
 the deliverer empties it. Prints numbers; asserts nothing. Each figure sits beside its baseline
-from the same run (the same status change without the outbox listener; one deliverer vs two).
+from the same run (the same status change as a plain UPDATE with no notification; one deliverer
+vs two).
 Database: as the tests choose it (PAYSTORE_TEST_DATABASE_URL, testcontainers, embedded).
 Knobs: BENCH_CHANGES (default 400), BENCH_NOTIFICATIONS (default 400).
 """
@@ -9,21 +10,22 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
 
-from sqlalchemy import event
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from paystore import locks
 from paystore.db import make_engine, make_session_factory
-from paystore.models import PaymentFact, Purchase
-from paystore.services import delivery, lifecycle, outbox
-from tests.shop import Shop
-from tests.support import migrate_with_alembic, postgres_server, reset_database
+from paystore.devtools.postgres import postgres_server, reset_database
+from paystore.devtools.shop import PretendShop
+from paystore.domain import lifecycle
+from paystore.domain.purchase import PaymentFact, Purchase
+from paystore.migrate import upgrade_to_head
+from paystore.services.notifications import delivery
+from paystore.store import locks, purchases
 
 CHANGES = int(os.environ.get("BENCH_CHANGES", 400))
 NOTIFICATIONS = int(os.environ.get("BENCH_NOTIFICATIONS", 400))
@@ -33,20 +35,36 @@ def _pending(factory: sessionmaker[Session], n: int, tag: str) -> list[uuid.UUID
     ids = [uuid.uuid4() for _ in range(n)]
     with factory() as db, db.begin():
         for i, purchase_id in enumerate(ids):
-            db.add(Purchase.new_pending(id=purchase_id, user_id=f"{tag}{i}", program_id="prog_py101",
-                                        amount=4900, currency="usd", livemode=False))
+            purchases.write(db, purchases.new(Purchase.pending(
+                id=purchase_id, user_id=f"{tag}{i}", program_id="prog_py101", amount=4900, currency="usd",
+                livemode=False)))
     return ids
 
 
-def _complete_each(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[float]:
-    """One transaction per purchase, as a webhook does it: lock, read, apply, commit."""
+def _with_outbox(db: Session, purchase_id: uuid.UUID) -> None:
+    tracked = purchases.load(db, purchase_id)
+    lifecycle.apply(tracked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="bench")
+    purchases.write(db, tracked)
+
+
+def _without_outbox(db: Session, purchase_id: uuid.UUID) -> None:
+    """The baseline: the same read and the same change, written with no notification."""
+    tracked = purchases.load(db, purchase_id)
+    lifecycle.apply(tracked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="bench")
+    p = tracked.purchase
+    db.execute(text("UPDATE purchases SET status = :s, payment = :pay, completed_at = :c, updated_at = now() WHERE id = :i"),
+               {"s": str(p.status), "pay": str(p.payment), "c": p.completed_at, "i": p.id})
+
+
+def _complete_each(factory: sessionmaker[Session], ids: list[uuid.UUID],
+                   change: Callable[[Session, uuid.UUID], None] = _with_outbox) -> list[float]:
+    """One transaction per purchase, as a webhook does it: lock, read, apply, write, commit."""
     took = []
     for purchase_id in ids:
         started = time.perf_counter()
         with factory() as db, db.begin():
             locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), 10_000)
-            purchase = db.get_one(Purchase, purchase_id)
-            lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="bench")
+            change(db, purchase_id)
         took.append((time.perf_counter() - started) * 1000)
     return took
 
@@ -59,14 +77,12 @@ def _ms(samples: list[float]) -> str:
 def bench_status_change(url: str) -> None:
     engine = make_engine(url, pool_size=4, max_overflow=4)
     reset_database(engine)
-    with_outbox = make_session_factory(engine)
-    without = sessionmaker(engine, autobegin=False, expire_on_commit=False)  # no listener: the baseline
-    assert event.contains(with_outbox, "before_flush", outbox._write_notifications)
+    factory = make_session_factory(engine)
     samples: dict[str, list[float]] = {"with outbox": [], "without (baseline)": []}
     for round_no in range(4):  # alternate, so drift on a shared machine hits both alike
-        for tag, (name, factory) in enumerate((("with outbox", with_outbox), ("without (baseline)", without))):
+        for tag, (name, change) in enumerate((("with outbox", _with_outbox), ("without (baseline)", _without_outbox))):
             ids = _pending(factory, CHANGES // 4, f"s{tag}r{round_no}_")
-            samples[name] += _complete_each(factory, ids)
+            samples[name] += _complete_each(factory, ids, change)
     print("Status change pending -> completed, one transaction each:")
     for name, values in samples.items():
         print(f"  {name:20} {_ms(values)}")
@@ -76,7 +92,7 @@ def bench_status_change(url: str) -> None:
 def bench_delivery(url: str) -> None:
     engine = make_engine(url, pool_size=4, max_overflow=4)
     factory = make_session_factory(engine)
-    shop = Shop().start()
+    shop = PretendShop().serve()
     print(f"Delivery of {NOTIFICATIONS} notifications to a local shop (answers 200 at once):")
     try:
         for deliverers in (1, 2):
@@ -87,7 +103,7 @@ def bench_delivery(url: str) -> None:
 
             def run() -> None:
                 with factory() as db:
-                    delivery.deliver_due(db, shop.url, ("bench_secret",))
+                    delivery.deliver_due(db, shop.notifications_url, ("bench_secret",))
 
             threads = [threading.Thread(target=run) for _ in range(deliverers)]
             started = time.perf_counter()
@@ -104,8 +120,8 @@ def bench_delivery(url: str) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as scratch, postgres_server(Path(scratch)) as url:
-        migrate_with_alembic(url)
+    with postgres_server() as url:
+        upgrade_to_head(url)
         bench_status_change(url)
         bench_delivery(url)
 

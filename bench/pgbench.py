@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from paystore.devtools.stripe_standin import FIXTURES
+from paystore.devtools.standin import FIXTURES
 
 # A real event's size; its text is built in SQL: pgbench reads every `:word`, even inside a string
 # literal, as a variable (hence chr(58) for the colons of the lock key).

@@ -18,8 +18,9 @@ from sqlalchemy import Engine, text
 from bench import request_cpu
 from bench.load import BuyerResults, run_buyers
 from bench.serve import Instance, ServerModel, serve_instances
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import TOKEN, WEBHOOK_SECRET, reset_database
+from paystore.devtools.credentials import TOKEN, WEBHOOK_SECRET
+from paystore.devtools.postgres import reset_database
+from paystore.devtools.standin import StripeStandIn
 
 
 @dataclass
@@ -159,7 +160,7 @@ def measure(
     workers write to a fresh directory under it when they exit."""
     reset_database(engine)
     standin.reset()
-    standin.create_delay_s = latency_ms / 1000
+    standin.faults.create_delay_s = latency_ms / 1000
     totals_dir = None
     if request_cpu_dir is not None:
         totals_dir = Path(tempfile.mkdtemp(dir=request_cpu_dir))

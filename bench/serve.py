@@ -16,8 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from paystore.devtools.processes import stop_process_group
-from tests.support import ROOT, _healthy, free_port, wait_until
+from bench import ROOT
+from paystore.devtools.http import free_port
+from paystore.devtools.processes import healthy, stop_process_group, wait_until
 
 PAYSTORE_APP = "wsgi:app"
 BARE_APP = "bench.bare:app"
@@ -58,7 +59,7 @@ def _one_instance(app: str, env: Mapping[str, str], log_path: Path) -> Iterator[
         proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, start_new_session=True, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _healthy(url) or proc.poll() is not None, timeout=60, interval=0.1)
+        wait_until(lambda: healthy(url) or proc.poll() is not None, timeout=60, interval=0.1)
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn {app} exited during start-up; see {log_path}")
         yield Instance(url, psutil.Process(proc.pid))

@@ -20,8 +20,8 @@ from alembic import context
 from sqlalchemy import TypeDecorator, create_engine, pool, text
 
 from paystore.db import sqlalchemy_url
-from paystore.locks import MIGRATION_KEY, advisory_key_number
 from paystore.models import Base
+from paystore.store.locks import MIGRATION_KEY, advisory_key_number
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,83 +1,23 @@
-"""paystore: sells programs through Stripe Checkout without losing or double-booking a payment."""
+"""paystore: sells programs through Stripe Checkout without losing or double-booking a payment.
+
+`create_app` (paystore.factory) builds the WSGI app. It is imported on first use, not with the
+package: `paystore.gunicorn_conf` must be importable before prometheus_client is, because
+prometheus_client picks its multi-process storage once, at import.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+if TYPE_CHECKING:
+    from paystore.factory import create_app, warn_about_missing_settings
 
-from paystore.config import Settings
-from paystore.db import make_engine, make_session_factory
-from paystore.services.admission import CheckoutSlots
-from paystore.stripe_gateway import StripeGateway
-
-log = logging.getLogger(__name__)
+__all__ = ["create_app", "warn_about_missing_settings"]
 
 
-@dataclass(frozen=True)
-class Paystore:
-    """What the app holds for its lifetime, in `app.extensions["paystore"]`."""
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from paystore import factory
 
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-    gateway: StripeGateway
-    checkout_slots: CheckoutSlots
-
-
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the WSGI app. `test_config` overrides Settings fields by name (tests only)."""
-    from paystore import api, cli, migrate
-
-    instance_path = os.environ.get("PAYSTORE_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=os.path.abspath(instance_path) if instance_path else None)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # Stripe events are far smaller
-    settings = Settings.from_env()
-    if test_config:
-        settings = settings.with_overrides(test_config)
-
-    database_url = settings.database_url
-    if database_url is None:
-        from paystore.embedded import embedded_database_url
-
-        database_url = embedded_database_url(app.instance_path)
-        migrate.upgrade_to_head(database_url)
-
-    # One connection per thread, no overflow: a request never waits for a connection.
-    engine = make_engine(database_url, pool_size=settings.threads, max_overflow=0)
-    app.extensions["paystore"] = Paystore(
-        settings=settings,
-        engine=engine,
-        session_factory=make_session_factory(engine),
-        gateway=StripeGateway(
-            settings.stripe_secret_key,
-            settings.stripe_webhook_secrets,
-            api_base=settings.stripe_api_base,
-            timeout_s=settings.stripe_timeout_s,
-            max_connections=settings.threads,
-        ),
-        checkout_slots=CheckoutSlots(settings.checkout_limit),
-    )
-    api.register(app)
-    cli.register(app)
-    return app
-
-
-def warn_about_missing_settings(app: Flask) -> None:
-    """For the serving process: say at start-up what will not work (the CLI does not need it)."""
-    settings: Settings = app.extensions["paystore"].settings
-    if settings.checkout_limit >= settings.threads:
-        log.warning("PAYSTORE_CHECKOUT_SLOTS >= PAYSTORE_THREADS: checkouts can take every thread and starve webhooks")
-    if not settings.api_tokens:
-        log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
-    if not settings.stripe_secret_key:
-        log.warning("STRIPE_SECRET_KEY is unset: checkouts will fail with 502 until it is set")
-    if not settings.stripe_webhook_secrets:
-        log.warning("STRIPE_WEBHOOK_SECRET is unset: webhooks are answered 503 until it is set")
+        return getattr(factory, name)
+    raise AttributeError(f"module 'paystore' has no attribute {name!r}")

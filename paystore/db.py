@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from paystore.services import outbox
+from paystore.models import NotificationRow, PurchaseRow, StripeEventRow
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -70,7 +70,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # autobegin=False: a query outside `with db.begin():` fails loudly instead of silently
     # opening a transaction that nobody commits.
     factory = sessionmaker(engine, autobegin=False, expire_on_commit=False)
-    # Why here: every session of the app comes from this factory, so every purchase status
-    # change, whichever path makes it, writes the shop's notification in its own transaction.
-    outbox.record_status_changes(factory)
+    event.listen(factory, "before_flush", _refuse_writes_behind_the_store)
     return factory
+
+
+# Written only through paystore.store, whose purchase writer adds the shop's notification to every
+# status change in the same statement. An ORM flush of one of these would bypass that rule.
+_STORE_ONLY = (PurchaseRow, NotificationRow, StripeEventRow)
+
+
+class WriteBehindTheStore(RuntimeError):
+    """Something tried to flush a purchase, notification or event row through the ORM."""
+
+
+def _refuse_writes_behind_the_store(db: Session, _context: Any, _instances: Any) -> None:
+    for obj in (*db.new, *db.dirty, *db.deleted):
+        if isinstance(obj, _STORE_ONLY):
+            raise WriteBehindTheStore(
+                f"{type(obj).__name__} is written by paystore.store only (purchases.write adds the outbox row)"
+            )

@@ -1,10 +1,15 @@
-"""Typed SQLAlchemy models. The schema itself is made only by the Alembic migrations."""
+"""The tables, as typed SQLAlchemy models. The schema itself is made only by the migrations.
+
+These classes describe the schema (Alembic compares them with the database) and name the tables
+in the store's queries. paystore's own code works with the domain objects of paystore.domain,
+which the store (paystore.store) reads from rows and writes back; a Session never flushes one of
+these (paystore.db refuses it), so nothing writes a table behind the store's back.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +31,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from paystore.domain.purchase import ACTIVE_STATUSES, OPEN_STATUSES, DisputeFact, PaymentFact, PurchaseStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -39,43 +46,6 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class PurchaseStatus(StrEnum):
-    PENDING = "pending"
-    AWAITING_PAYMENT = "awaiting_payment"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    EXPIRED = "expired"
-    REFUNDED = "refunded"
-    DISPUTED = "disputed"
-    DISPUTE_LOST = "dispute_lost"
-    NEEDS_REVIEW = "needs_review"
-
-
-# A user may hold at most one purchase in these states per program (partial unique index).
-ACTIVE_STATUSES = (
-    PurchaseStatus.PENDING,
-    PurchaseStatus.AWAITING_PAYMENT,
-    PurchaseStatus.COMPLETED,
-    PurchaseStatus.DISPUTED,
-)
-
-
-class PaymentFact(StrEnum):
-    """What Stripe has told us about the money, independent of refunds and disputes."""
-
-    NONE = "none"
-    AWAITING = "awaiting"
-    PAID = "paid"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-
-class DisputeFact(StrEnum):
-    OPEN = "open"
-    WON = "won"
-    LOST = "lost"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -105,7 +75,7 @@ def _utc_timestamp(**kwargs: Any) -> Any:
     return mapped_column(UtcDateTime(), **kwargs)
 
 
-class Program(Base):
+class ProgramRow(Base):
     __tablename__ = "programs"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -120,7 +90,7 @@ class Program(Base):
     )
 
 
-class Purchase(Base):
+class PurchaseRow(Base):
     __tablename__ = "purchases"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -136,7 +106,7 @@ class Purchase(Base):
     created_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
     updated_at: Mapped[datetime] = _utc_timestamp(server_default=func.now(), onupdate=func.now())
     completed_at: Mapped[datetime | None] = _utc_timestamp()
-    # Facts from Stripe; `status` is derived from them (paystore.services.lifecycle).
+    # Facts from Stripe; `status` is derived from them (paystore.domain.lifecycle).
     payment: Mapped[PaymentFact] = mapped_column(String(16), default=PaymentFact.NONE)
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     refunded_amount: Mapped[int] = mapped_column(Integer, default=0)
@@ -156,38 +126,12 @@ class Purchase(Base):
         Index(
             "ix_purchases_open_by_age",
             "created_at",
-            postgresql_where=text("status IN ('pending', 'awaiting_payment')"),
+            postgresql_where=text(f"status IN ({', '.join(repr(str(s)) for s in OPEN_STATUSES)})"),
         ),
     )
 
-    @classmethod
-    def new_pending(
-        cls,
-        *,
-        id: uuid.UUID,
-        user_id: str,
-        program_id: str,
-        amount: int,
-        currency: str,
-        livemode: bool,
-        stripe_session_id: str | None = None,
-    ) -> Purchase:
-        """A purchase before Stripe has said anything about it (facts set, not left to INSERT)."""
-        return cls(
-            id=id,
-            user_id=user_id,
-            program_id=program_id,
-            status=PurchaseStatus.PENDING,
-            amount=amount,
-            currency=currency,
-            livemode=livemode,
-            stripe_session_id=stripe_session_id,
-            payment=PaymentFact.NONE,
-            refunded_amount=0,
-        )
 
-
-class StripeEvent(Base):
+class StripeEventRow(Base):
     """One row per Stripe event id: the durable record that makes redelivery a no-op."""
 
     __tablename__ = "stripe_events"
@@ -207,11 +151,11 @@ class StripeEvent(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class Notification(Base):
+class NotificationRow(Base):
     """One message to the shop about a purchase status change (the transactional outbox).
 
-    Written in the transaction that changes the status (paystore.services.outbox), so it exists
-    if and only if the change was committed; the deliverer sends it at least once afterwards.
+    Written in the statement that changes the status (paystore.store.purchases.write), so it
+    exists if and only if the change was committed; the deliverer sends it at least once afterwards.
     """
 
     __tablename__ = "notifications"
@@ -229,10 +173,6 @@ class Notification(Base):
     delivered_at: Mapped[datetime | None] = _utc_timestamp()
     dead_at: Mapped[datetime | None] = _utc_timestamp()
     last_error: Mapped[str | None] = mapped_column(Text)
-    # Declared so that a flush writes the purchase before its notification: the other order
-    # takes the foreign key's row lock on the purchase first, and two writers of one purchase
-    # (were its lock ever bypassed) would deadlock instead of queueing.
-    purchase: Mapped[Purchase] = relationship(lazy="raise")
 
     __table_args__ = (
         Index("ix_notifications_purchase_id_created_at", "purchase_id", "created_at"),

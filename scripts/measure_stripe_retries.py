@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import stripe  # noqa: E402
 
-from paystore.devtools.stripe_standin import StripeStandIn  # noqa: E402
-from paystore.stripe_gateway import CheckoutRequest, StripeGateway, StripeUnavailable  # noqa: E402
+from paystore.devtools.standin import StripeStandIn  # noqa: E402
+from paystore.stripe.errors import StripeUnavailable  # noqa: E402
+from paystore.stripe.gateway import CheckoutRequest, StripeGateway  # noqa: E402
 
 BACKOFF_S = 0.5  # stripe-python's first retry delay (HTTPClient.INITIAL_DELAY; never less)
 
@@ -43,13 +44,13 @@ def gateway(standin: StripeStandIn, timeout_s: float, retries: int) -> StripeGat
 def one(standin: StripeStandIn, gw: StripeGateway, fault: str, timeout_s: float) -> tuple[str, float, int, int]:
     standin.reset()
     if fault == "cut":
-        standin.create_faults.append("drop")
+        standin.faults.create.append("drop")
     elif fault == "500 once":
-        standin.create_faults.append(500)
+        standin.faults.create.append(500)
     elif fault == "slower than T":
-        standin.create_delay_s = timeout_s + 1.0
+        standin.faults.create_delay_s = timeout_s + 1.0
     elif fault == "slow, 0.6 T":
-        standin.create_delay_s = 0.6 * timeout_s
+        standin.faults.create_delay_s = 0.6 * timeout_s
     request = CheckoutRequest(uuid.uuid4(), "u1", "prog_1", "Program", 4900, "usd", "http://x/s", "http://x/c")
     started = time.perf_counter()
     try:
@@ -58,8 +59,8 @@ def one(standin: StripeStandIn, gw: StripeGateway, fault: str, timeout_s: float)
     except StripeUnavailable:
         outcome = "502"
     elapsed = time.perf_counter() - started
-    standin.create_delay_s = 0
-    return outcome, elapsed, len(standin.create_calls), len(standin.sessions)
+    standin.faults.create_delay_s = 0
+    return outcome, elapsed, len(standin.state.create_calls), len(standin.sessions)
 
 
 def main() -> None:

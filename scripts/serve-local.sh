@@ -23,7 +23,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	export PAYSTORE_CANCEL_URL=${PAYSTORE_CANCEL_URL:-http://127.0.0.1:$standin_port/shop/cancel}
 	export PAYSTORE_NOTIFY_URL=${PAYSTORE_NOTIFY_URL:-http://127.0.0.1:$standin_port/shop/notifications}
 	export PAYSTORE_NOTIFY_SECRET=${PAYSTORE_NOTIFY_SECRET:-whsec_local_shop}
-	"$bin/python" -m paystore.devtools.stripe_standin --port "$standin_port" \
+	"$bin/python" -m paystore.devtools.standin --port "$standin_port" \
 		--webhook-url "http://127.0.0.1:$port/webhooks/stripe" --webhook-secret "$STRIPE_WEBHOOK_SECRET" \
 		--notify-secret "${PAYSTORE_NOTIFY_SECRET%%,*}" &
 	standin=$!

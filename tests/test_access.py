@@ -9,10 +9,10 @@ import pytest
 import requests
 from sqlalchemy import Engine, text
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.standin import StripeStandIn
 from paystore.models import PurchaseStatus
 from tests.lifecycle_events import Purchase as Journey
-from tests.support import Api
+from tests.support.api import Api
 
 GRANTS = {PurchaseStatus.COMPLETED, PurchaseStatus.DISPUTED}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.serving import make_server
 
 from paystore import create_app
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.http import free_port
+from paystore.devtools.shop import PretendShop
+from paystore.devtools.standin import StripeStandIn
+from paystore.extension import Paystore
 from tests.conftest import app_settings
-from tests.shop_server import RecordingShop
-from tests.support import Api, free_port, paystore_cli
+from tests.support.api import Api
+from tests.support.processes import paystore_cli
 
 CHROMIUM = os.environ.get("PAYSTORE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PAYSTORE_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -44,13 +48,14 @@ SCREENSHOTS = os.environ.get("PAYSTORE_SCREENSHOTS")  # a directory: keep a PNG 
 
 
 @pytest.fixture(scope="module")
-def shop() -> Iterator[RecordingShop]:
-    with RecordingShop() as shop:
-        yield shop
+def shop() -> Iterator[PretendShop]:
+    shop = PretendShop().serve()
+    yield shop
+    shop.stop()
 
 
 @pytest.fixture(scope="module")
-def journey_server(database_url: str, standin_server: StripeStandIn, shop: RecordingShop) -> Iterator[str]:
+def journey_server(database_url: str, standin_server: StripeStandIn, shop: PretendShop) -> Iterator[str]:
     """paystore whose success_url is its own return page and cancel_url the shop's page."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -63,11 +68,11 @@ def journey_server(database_url: str, standin_server: StripeStandIn, shop: Recor
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield url
     server.shutdown()
-    app.extensions["paystore"].engine.dispose()
+    Paystore.of(app).engine.dispose()
 
 
 @pytest.fixture
-def journey(journey_server: str, standin_server: StripeStandIn, shop: RecordingShop) -> Iterator[Journey]:
+def journey(journey_server: str, standin_server: StripeStandIn, shop: PretendShop) -> Iterator[Journey]:
     standin_server.reset()
     standin_server.webhook_url = journey_server + "/webhooks/stripe"
     shop.received.clear()
@@ -119,7 +124,7 @@ class Journey:
 
     def delivered(self) -> list[tuple[str, str]]:
         """(event type, paystore's status code) of every webhook the pages sent for this session."""
-        return [(d["type"], d["answer"].split()[0]) for d in self.standin.deliveries_for(self.session_id)]
+        return [(d["type"], d["answer"].split()[0]) for d in self.standin.state.deliveries_for(self.session_id)]
 
 
 def click(browser: WebDriver, button_id: str, shot: str | None = None) -> None:
@@ -153,12 +158,12 @@ def expected_return_url(journey: Journey) -> str:
     return f"{journey.base_url}/checkout/return?session_id={journey.session_id}"
 
 
-def deliver_notifications(cli_env: dict[str, str], shop: RecordingShop) -> list[dict[str, Any]]:
+def deliver_notifications(cli_env: dict[str, str], shop: PretendShop) -> list[dict[str, Any]]:
     """Run the one-shot deliverer as ops would; answer what the shop received, signature checked."""
-    env = {**cli_env, "PAYSTORE_NOTIFY_URL": f"{shop.url}/notifications", "PAYSTORE_NOTIFY_SECRET": NOTIFY_SECRET}
+    env = {**cli_env, "PAYSTORE_NOTIFY_URL": shop.notifications_url, "PAYSTORE_NOTIFY_SECRET": NOTIFY_SECRET}
     result = paystore_cli(env, "notifications", "deliver")
     assert result.returncode == 0, result.stdout + result.stderr
-    verified = shop.notifications(NOTIFY_SECRET)
+    verified = shop.verified_with(NOTIFY_SECRET)
     assert len(verified) == len(shop.received), "a notification arrived with a bad Paystore-Signature"
     return verified
 
@@ -168,7 +173,7 @@ def notified(verified: list[dict[str, Any]], purchase_id: str) -> list[tuple[str
 
 
 def test_pay_by_card_lands_on_the_return_page_completed_and_the_shop_is_told(
-    journey: Journey, browser: WebDriver, shop: RecordingShop, cli_env: dict[str, str]
+    journey: Journey, browser: WebDriver, shop: PretendShop, cli_env: dict[str, str]
 ) -> None:
     browser.get(journey.checkout("buyer_card"))
     assert "49.00 USD" in text_of(browser, "amount")
@@ -181,7 +186,7 @@ def test_pay_by_card_lands_on_the_return_page_completed_and_the_shop_is_told(
     assert journey.status() == "completed"
     session = journey.standin.sessions[journey.session_id]
     assert (session["status"], session["payment_status"]) == ("complete", "paid")
-    assert journey.standin.payment_intents[session["payment_intent"]] == "succeeded"
+    assert journey.standin.state.payment_intents[session["payment_intent"]] == "succeeded"
 
     verified = deliver_notifications(cli_env, shop)
     assert notified(verified, journey.purchase["purchase_id"]) == [("purchase.completed", "pending")]
@@ -203,7 +208,7 @@ def test_the_return_page_alone_completes_a_purchase_whose_webhook_is_lost(journe
     ("debit-fail", "checkout.session.async_payment_failed", "failed"),
 ])
 def test_bank_debit_waits_then_succeeds_or_fails(
-    journey: Journey, browser: WebDriver, shop: RecordingShop, cli_env: dict[str, str], button: str, event: str, final: str
+    journey: Journey, browser: WebDriver, shop: PretendShop, cli_env: dict[str, str], button: str, event: str, final: str
 ) -> None:
     browser.get(journey.checkout("buyer_debit"))
     click(browser, "bank-debit")
@@ -213,7 +218,7 @@ def test_bank_debit_waits_then_succeeds_or_fails(
     assert journey.status() == "awaiting_payment"
     session = journey.standin.sessions[journey.session_id]
     assert (session["status"], session["payment_status"]) == ("complete", "unpaid")
-    assert journey.standin.payment_intents[session["payment_intent"]] == "processing"
+    assert journey.standin.state.payment_intents[session["payment_intent"]] == "processing"
 
     browser.get(journey.dashboard_url)
     assert text_of(browser, "state-payment-status") == "unpaid"
@@ -233,7 +238,7 @@ def test_bank_debit_waits_then_succeeds_or_fails(
     assert gateway.payment_intent_status(retrieved.payment_intent_id) == intent
 
 
-def test_cancel_sends_the_buyer_to_cancel_url_and_no_event(journey: Journey, browser: WebDriver, shop: RecordingShop) -> None:
+def test_cancel_sends_the_buyer_to_cancel_url_and_no_event(journey: Journey, browser: WebDriver, shop: PretendShop) -> None:
     browser.get(journey.checkout("buyer_cancel"))
     click(browser, "cancel")
     assert browser.current_url == f"{shop.url}/cancelled"
@@ -292,8 +297,8 @@ def test_dispute_then_win_or_lose(journey: Journey, browser: WebDriver, button: 
 
 def journey_gateway(journey: Journey) -> Any:
     """paystore's own Stripe gateway, pointed at the stand-in: what reconcile and the return page read."""
-    from paystore.stripe_gateway import StripeGateway
-    from tests.support import STRIPE_KEY
+    from paystore.devtools.credentials import STRIPE_KEY
+    from paystore.stripe.gateway import StripeGateway
 
     return StripeGateway(STRIPE_KEY, (), api_base=journey.standin.base_url, timeout_s=10)
 
@@ -318,20 +323,30 @@ def test_buttons_that_do_not_apply_are_refused_and_send_nothing(journey: Journey
 def test_the_payment_intent_the_stand_in_answers_agrees_with_the_charge(journey: Journey) -> None:
     checkout_url = journey.checkout("buyer_intent")
     requests.post(checkout_url, data={"action": "card"}, allow_redirects=False, timeout=30)
-    state = journey.standin.session_state(journey.session_id)
-    intent = requests.get(f"{journey.standin.base_url}/v1/payment_intents/{state['session']['payment_intent']}",
+    state = journey.standin.state.snapshot(journey.session_id)
+    intent = requests.get(f"{journey.standin.base_url}/v1/payment_intents/{state.session['payment_intent']}",
                           headers={"Authorization": "Bearer sk_test_x"}, timeout=30).json()
     assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 4900, "usd")
-    assert intent["latest_charge"] == state["charge"]["id"]
+    assert intent["latest_charge"] == state.charge["id"]
     assert intent["metadata"]["purchase_id"] == journey.purchase["purchase_id"]
 
 
-def test_the_demo_shop_checks_the_notification_signature(standin_server: StripeStandIn) -> None:
-    from paystore.devtools.demo_shop import DemoShop
-    from paystore.services.shop_client import signature_header
+def test_the_pretend_shop_checks_the_notification_signature() -> None:
+    from paystore.services.notifications.signing import signature_header
 
-    shop, body = DemoShop("whsec_demo"), b'{"type": "purchase.completed"}'
-    assert shop.signature_ok(body, signature_header(body, ("whsec_old", "whsec_demo"), 1_800_000_000)) is True
-    assert shop.signature_ok(body, signature_header(body, ("whsec_other",), 1_800_000_000)) is False
-    assert shop.signature_ok(body + b" ", signature_header(body, ("whsec_demo",), 1_800_000_000)) is False
-    assert DemoShop(None).signature_ok(body, "") is None
+    shop, body, now = PretendShop("whsec_demo").serve(), b'{"type": "purchase.completed"}', int(time.time())
+    try:
+        for header, answer in [(signature_header(body, ("whsec_old", "whsec_demo"), now), 200),
+                               (signature_header(body, ("whsec_other",), now), 401),
+                               (signature_header(body, ("whsec_demo",), now - 3600), 401)]:
+            sent = requests.post(shop.notifications_url, data=body, headers={"Paystore-Signature": header}, timeout=30)
+            assert sent.status_code == answer
+        assert [r.verified for r in shop.received] == [True, False, False]
+    finally:
+        shop.stop()
+    unchecked = PretendShop(None).serve()
+    try:
+        requests.post(unchecked.notifications_url, data=body, timeout=30)
+        assert [r.verified for r in unchecked.received] == [None]
+    finally:
+        unchecked.stop()

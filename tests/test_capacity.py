@@ -17,9 +17,12 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count, gunicorn_server, purchase_row, wait_until
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.processes import gunicorn_server
 
 pytestmark = pytest.mark.gunicorn
 
@@ -76,7 +79,7 @@ def held(standin: StripeStandIn) -> Iterator[HeldCreates]:
 
 
 def _block_checkouts(url: str, standin: StripeStandIn, held: HeldCreates, n: int, pool: ThreadPoolExecutor) -> list[Future]:
-    standin.before_create_response = held
+    standin.faults.before_create_response = held
     futures = [pool.submit(Api(url).checkout, f"blocked_{i}") for i in range(n)]
     wait_until(lambda: held.arrived == n, timeout=60)  # each holds its slot, thread, connection and locks
     return futures

@@ -8,8 +8,9 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import Api, count, purchase_row
+from paystore.devtools.standin import StripeStandIn
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
 
 
 def test_checkout_creates_pending_purchase_and_stripe_session(api: Api, standin: StripeStandIn, engine: Engine) -> None:
@@ -22,7 +23,7 @@ def test_checkout_creates_pending_purchase_and_stripe_session(api: Api, standin:
     assert body["status"] == "pending"
     assert (body["amount"], body["currency"]) == (4900, "usd")
     assert body["checkout_url"].startswith(standin.base_url + "/pay/cs_")
-    [call] = standin.create_calls
+    [call] = standin.state.create_calls
     params = call["params"]
     assert call["idempotency_key"] == f"checkout:{purchase_id}"
     assert params["mode"] == "payment"
@@ -41,7 +42,7 @@ def test_checkout_requires_a_valid_bearer_token(live_server: str, standin: Strip
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
     assert count(engine, "SELECT count(*) FROM purchases") == 0
-    assert standin.create_calls == []
+    assert standin.state.create_calls == []
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_bad_checkout_body_is_400_and_changes_nothing(
     error = response.json()["error"]
     assert error["code"] == "invalid_body" and problem in error["message"]
     assert count(engine, "SELECT count(*) FROM purchases") == 0
-    assert standin.create_calls == []
+    assert standin.state.create_calls == []
 
 
 def test_unknown_program_is_404(api: Api, standin: StripeStandIn, engine: Engine) -> None:
@@ -88,7 +89,7 @@ def test_unknown_program_is_404(api: Api, standin: StripeStandIn, engine: Engine
 def test_stripe_failure_or_timeout_is_502_and_leaves_no_row(
     api: Api, standin: StripeStandIn, engine: Engine, fault: int | str
 ) -> None:
-    standin.create_faults.append(fault)
+    standin.faults.create.append(fault)
 
     response = api.checkout()
 

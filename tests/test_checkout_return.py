@@ -12,17 +12,14 @@ import pytest
 import requests
 from sqlalchemy import Engine, text
 
-from paystore import locks
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
 from tests.lifecycle_events import Purchase
-from tests.support import (
-    Api,
-    advisory_lock_holders,
-    count,
-    purchase_row,
-    remove_the_lock_and_meet_before_applying,
-    wait_until,
-)
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.locks import advisory_lock_holders
+from tests.support.negative_controls import remove_the_lock_and_meet_before_applying
 
 
 def _return(base_url: str, session_id: str, **kwargs: Any) -> requests.Response:
@@ -45,7 +42,7 @@ def _notifications(engine: Engine, purchase_id: str) -> list[str]:
 
 def test_the_return_alone_completes_a_paid_purchase(api: Api, standin: StripeStandIn, engine: Engine) -> None:
     created = api.checkout().json()
-    assert standin.create_calls[-1]["params"]["success_url"].endswith("/checkout/return?session_id={CHECKOUT_SESSION_ID}")
+    assert standin.state.create_calls[-1]["params"]["success_url"].endswith("/checkout/return?session_id={CHECKOUT_SESSION_ID}")
     standin.settle(created["stripe_session_id"])  # paid at Stripe; the webhook never arrives
 
     page = _return(api.base_url, created["stripe_session_id"])
@@ -144,14 +141,14 @@ def test_a_paid_session_stripe_knows_but_that_is_not_ours_is_404(api: Api, stand
     foreign = standin.new_session({"line_items": [{"price_data": {"currency": "usd", "unit_amount": "4900"}}],
                                    "metadata": {"purchase_id": created["purchase_id"]}})
     standin.settle(foreign["id"])
-    calls_before = len(standin.create_calls)
+    calls_before = len(standin.state.create_calls)
 
     answer = _return(api.base_url, foreign["id"])
 
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "session_not_found"
     assert purchase_row(engine, created["purchase_id"])["status"] == "pending"
     assert count(engine, "SELECT count(*) FROM notifications") == 0
-    assert len(standin.create_calls) == calls_before
+    assert len(standin.state.create_calls) == calls_before
 
 
 def test_a_session_naming_another_purchase_changes_nothing(api: Api, standin: StripeStandIn, engine: Engine) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.support import paystore_cli
+from tests.support.processes import paystore_cli
 
 
 @pytest.mark.no_db
@@ -18,7 +18,7 @@ def test_help_lists_paystore_commands_not_flasks(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     commands = set(re.findall(r"^  (\w+) ", result.stdout.split("Commands:")[1], re.MULTILINE))
-    assert commands == {"events", "notifications", "programs", "reconcile", "report"}
+    assert commands == {"db", "events", "notifications", "programs", "reconcile", "report"}
     assert "--app" not in result.stdout and "--env-file" not in result.stdout
     assert "-v, --verbose" in result.stdout
     assert result.stderr == "" and not (tmp_path / "pgdata").exists()

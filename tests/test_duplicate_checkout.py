@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.standin import StripeStandIn
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count, purchase_row
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
 
 ACTIVE_INDEX = "uq_purchases_one_active_per_user_program"
 
@@ -26,13 +27,13 @@ def test_second_checkout_while_pending_returns_the_same_purchase(api: Api, stand
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == first.json()
-    assert len(standin.create_calls) == 1
+    assert len(standin.state.create_calls) == 1
     assert count(engine, "SELECT count(*) FROM purchases") == 1
 
 
 def test_other_users_and_programs_are_independent(api: Api, standin: StripeStandIn, engine: Engine) -> None:
     ids = {api.checkout(u, p).json()["purchase_id"] for u in ("u1", "u2") for p in ("prog_py101", "prog_rust")}
-    assert len(ids) == 4 and len(standin.create_calls) == 4
+    assert len(ids) == 4 and len(standin.state.create_calls) == 4
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,7 @@ def test_lapsed_session_and_stripe_down_is_502_and_changes_nothing(api: Api, sta
     old = api.checkout().json()
     with engine.begin() as conn:
         conn.execute(text("UPDATE purchases SET session_expires_at = now() - interval '1 minute'"))
-    standin.retrieve_faults[old["stripe_session_id"]] = 500
+    standin.faults.retrieve[old["stripe_session_id"]] = 500
 
     assert api.checkout().status_code == 502
     assert count(engine, "SELECT count(*) FROM purchases") == 1
@@ -110,7 +111,7 @@ def _twenty_concurrent_checkouts(url: str) -> list:
 def test_twenty_concurrent_checkouts_make_one_purchase_and_one_session(
     gunicorn_url: str, standin: StripeStandIn, engine: Engine
 ) -> None:
-    standin.create_delay_s = 0.2  # a realistic Stripe latency widens the window
+    standin.faults.create_delay_s = 0.2  # a realistic Stripe latency widens the window
 
     answers = _twenty_concurrent_checkouts(gunicorn_url)
 
@@ -118,7 +119,7 @@ def test_twenty_concurrent_checkouts_make_one_purchase_and_one_session(
     assert len({a.json()["purchase_id"] for a in answers}) == 1
     assert len({a.json()["checkout_url"] for a in answers}) == 1
     assert count(engine, "SELECT count(*) FROM purchases") == 1
-    assert len(standin.create_calls) == 1
+    assert len(standin.state.create_calls) == 1
 
 
 @pytest.fixture
@@ -136,14 +137,14 @@ def without_active_index(engine: Engine) -> Iterator[None]:
 def test_negative_control_without_creation_lock_and_index_duplicates_appear(
     gunicorn_nolock_url: str, standin: StripeStandIn, engine: Engine, without_active_index: None
 ) -> None:
-    standin.create_delay_s = 0.2
+    standin.faults.create_delay_s = 0.2
 
     answers = _twenty_concurrent_checkouts(gunicorn_nolock_url)
 
     created = [a for a in answers if a.status_code == 201]
     assert len(created) > 1, "no duplicate purchase appeared without the lock and the index"
     assert count(engine, "SELECT count(*) FROM purchases WHERE user_id = 'double_clicker'") == len(created)
-    assert len(standin.create_calls) == len(created)
+    assert len(standin.state.create_calls) == len(created)
 
 
 @pytest.mark.gunicorn
@@ -151,7 +152,7 @@ def test_the_index_alone_refuses_a_second_active_purchase(
     gunicorn_nolock_url: str, standin: StripeStandIn, engine: Engine
 ) -> None:
     """Without the creation lock, the partial unique index is the backstop: no duplicate row."""
-    standin.create_delay_s = 0.2
+    standin.faults.create_delay_s = 0.2
 
     answers = _twenty_concurrent_checkouts(gunicorn_nolock_url)
 
@@ -161,4 +162,4 @@ def test_the_index_alone_refuses_a_second_active_purchase(
     codes = [a.status_code for a in answers]
     assert codes.count(201) == 1 and set(codes) <= {200, 201, 409}, [a.text for a in answers]
     assert all(a.json()["error"]["code"] == "checkout_conflict" for a in answers if a.status_code == 409)
-    assert len(standin.create_calls) == 1
+    assert len(standin.state.create_calls) == 1

@@ -11,17 +11,12 @@ import psutil
 import pytest
 import requests
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    ROOT,
-    STRIPE_KEY,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Api,
-    gunicorn_server,
-    private_directory,
-    wait_until,
-)
+from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
+from paystore.devtools.postgres import private_directory
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from tests.support.api import Api
+from tests.support.processes import ROOT, gunicorn_server
 
 pytestmark = [pytest.mark.gunicorn, pytest.mark.no_db]
 

@@ -27,11 +27,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from paystore.services.reconcile import reconcile
+from paystore.devtools.postgres import reset_database
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.extension import Paystore
+from paystore.services.purchasing.reconcile import reconcile
 from tests.generated import bounded
 from tests.lifecycle_events import Purchase, deliver_like_stripe, expected_status
-from tests.support import Api, count, purchase_row, remove_the_lock_and_meet_before_applying, reset_database, wait_until
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.negative_controls import remove_the_lock_and_meet_before_applying
 
 _buyers = itertools.count()
 PAID = ("paid", "async_ok")
@@ -176,7 +181,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.all)
     @rule()
     def operator_reconciles(self) -> None:
-        ext = self.app.extensions["paystore"]
+        ext = Paystore.of(self.app)
         with ext.session_factory() as db:
             rows = reconcile(db, ext.gateway, ext.settings, timedelta(0))
         assert not [row for row in rows if row.failed], rows

@@ -9,12 +9,14 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from paystore import locks
 from paystore.config import ConfigError, Settings
 from paystore.db import sqlalchemy_url
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.http import free_port
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count, free_port, purchase_row
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_checkout_lock_timeout_is_503_and_leaves_no_row(
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
     assert answer.json()["error"]["code"] == "lock_timeout"
     assert count(engine, "SELECT count(*) FROM purchases") == 0
-    assert standin.create_calls == []
+    assert standin.state.create_calls == []
 
 
 @pytest.fixture

@@ -24,25 +24,17 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from paystore import locks
 from paystore.db import make_engine
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    STRIPE_KEY,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Api,
-    advisory_lock_holders,
-    count,
-    free_port,
-    gunicorn_server,
-    migrate_with_alembic,
-    private_directory,
-    purchase_row,
-    reset_database,
-    someone_waits_for,
-    wait_until,
-)
+from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
+from paystore.devtools.http import free_port
+from paystore.devtools.postgres import private_directory, reset_database
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.locks import advisory_lock_holders, someone_waits_for
+from tests.support.processes import gunicorn_server, migrate_with_alembic
 
 pytestmark = pytest.mark.gunicorn
 
@@ -252,13 +244,13 @@ def test_network_cut_during_create_is_502_and_leaves_nothing(
     short_timeout_url: str, stripe: StripeStandIn, engine: Engine
 ) -> None:
     """Stripe created the session, then the connection died before its answer came back."""
-    stripe.create_faults.append("drop")
+    stripe.faults.create.append("drop")
 
     response = Api(short_timeout_url).checkout("cut_user")
 
     assert response.status_code == 502, response.text
     assert response.json()["error"]["code"] == "stripe_unavailable"
-    assert len(stripe.create_calls) == 1  # one attempt: no automatic retry (docs/faults.md)
+    assert len(stripe.state.create_calls) == 1  # one attempt: no automatic retry (docs/faults.md)
     assert len(stripe.sessions) == 1  # Stripe did create it; the buyer never saw its URL
     assert count(engine, "SELECT count(*) FROM purchases") == 0
     assert _advisory_locks(engine) == 0
@@ -269,7 +261,7 @@ def test_network_cut_during_create_is_502_and_leaves_nothing(
 def test_stripe_slower_than_the_timeout_is_502_leaves_nothing_and_releases_the_lock(
     short_timeout_url: str, stripe: StripeStandIn, engine: Engine
 ) -> None:
-    stripe.create_delay_s = 4.0  # PAYSTORE_STRIPE_TIMEOUT_S is 1.5 here
+    stripe.faults.create_delay_s = 4.0  # PAYSTORE_STRIPE_TIMEOUT_S is 1.5 here
 
     started = time.monotonic()
     response = Api(short_timeout_url).checkout("slow_user")
@@ -279,7 +271,7 @@ def test_stripe_slower_than_the_timeout_is_502_leaves_nothing_and_releases_the_l
     assert response.json()["error"]["code"] == "stripe_unavailable"
     assert count(engine, "SELECT count(*) FROM purchases") == 0
     assert _advisory_locks(engine) == 0
-    assert len(stripe.create_calls) == 1
+    assert len(stripe.state.create_calls) == 1
     print(f"\nslow Stripe: answered 502 after {waited:.2f} s (timeout 1.5 s, Stripe took 4 s)")
 
 
@@ -315,7 +307,7 @@ def test_worker_sigkilled_holding_the_lock_releases_it_and_the_webhook_proceeds(
         inside.set()
         release.wait(120)
 
-    stripe.before_create_response = park_in_create
+    stripe.faults.before_create_response = park_in_create
     buyer = ThreadPoolExecutor(1).submit(Api(patient_url).checkout, "killed_user")
     try:
         wait_until(inside.is_set, timeout=60)
@@ -342,6 +334,6 @@ def test_worker_sigkilled_holding_the_lock_releases_it_and_the_webhook_proceeds(
     assert (row["status"], row["stripe_session_id"]) == ("completed", session["id"])
     _nothing_half_made(engine)
     # gunicorn replaced the worker; the service goes on.
-    stripe.before_create_response = None
+    stripe.faults.before_create_response = None
     assert Api(patient_url).checkout("after_kill").status_code == 201
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import Api, WebhookFirst, count, purchase_row
+from paystore.devtools.standin import StripeStandIn
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.locks import WebhookFirst
 
 pytestmark = pytest.mark.gunicorn
 
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.gunicorn
 def _race(url: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, dict, object]:
     standin.webhook_url = url + "/webhooks/stripe"
     hook = WebhookFirst(standin, engine)
-    standin.before_create_response = hook
+    standin.faults.before_create_response = hook
     checkout = Api(url).checkout()
     assert checkout.status_code == 201, checkout.text
     return hook, checkout.json(), hook.webhook_answer()

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from paystore import locks
+from paystore.store import locks
 
 pytestmark = pytest.mark.no_db
 

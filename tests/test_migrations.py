@@ -16,10 +16,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from paystore.db import sqlalchemy_url
-from paystore.locks import MIGRATION_KEY, advisory_key_number
+from paystore.devtools.processes import wait_until
 from paystore.migrate import head_revision
 from paystore.models import Base
-from tests.support import ROOT, someone_waits_for, wait_until
+from paystore.store.locks import MIGRATION_KEY, advisory_key_number
+from tests.support.locks import someone_waits_for
+from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.no_db
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support.processes import ROOT
 
 CHECK = ROOT / "model" / "check.sh"
 MODEL = ROOT / "model" / "paystore.pml"

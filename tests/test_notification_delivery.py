@@ -19,41 +19,52 @@ import requests
 from flask import Flask
 from sqlalchemy import Engine, select, text
 
-from paystore.models import Notification, PaymentFact, Purchase
-from paystore.services import delivery, lifecycle, shop_client
-from tests.shop import Shop, verify
-from tests.support import ROOT, TOKEN, count, free_port, paystore_cli, wait_until
+from paystore.devtools.credentials import TOKEN
+from paystore.devtools.http import free_port
+from paystore.devtools.processes import wait_until
+from paystore.devtools.shop import PretendShop
+from paystore.domain import lifecycle
+from paystore.domain.purchase import PaymentFact, Purchase
+from paystore.extension import Paystore
+from paystore.models import NotificationRow
+from paystore.services.notifications import delivery, signing
+from paystore.store import notifications, purchases
+from tests.support.database import count
+from tests.support.notifications import verify_as_the_docs_say as verify
+from tests.support.processes import ROOT, paystore_cli
 
 SECRET = "notify_secret_test_91c5"
 
 
 @pytest.fixture
-def shop() -> Iterator[Shop]:
-    shop = Shop().start()
+def shop() -> Iterator[PretendShop]:
+    shop = PretendShop().serve()
     yield shop
     shop.stop()
 
 
 @pytest.fixture
-def notify_env(cli_env: dict[str, str], shop: Shop) -> dict[str, str]:
-    return {**cli_env, "PAYSTORE_NOTIFY_URL": shop.url, "PAYSTORE_NOTIFY_SECRET": SECRET}
+def notify_env(cli_env: dict[str, str], shop: PretendShop) -> dict[str, str]:
+    return {**cli_env, "PAYSTORE_NOTIFY_URL": shop.notifications_url, "PAYSTORE_NOTIFY_SECRET": SECRET}
 
 
 def completed_purchases(app: Flask, n: int) -> list[str]:
     """n purchases completed through the lifecycle code; returns their notification ids."""
-    factory = app.extensions["paystore"].session_factory
+    factory = Paystore.of(app).session_factory
     ids = [uuid.uuid4() for _ in range(n)]
     with factory() as db:
         with db.begin():
             for i, purchase_id in enumerate(ids):
-                db.add(Purchase.new_pending(id=purchase_id, user_id=f"user_n{i}", program_id="prog_py101",
-                                            amount=4900, currency="usd", livemode=False))
+                purchases.write(db, purchases.new(Purchase.pending(
+                    id=purchase_id, user_id=f"user_n{i}", program_id="prog_py101", amount=4900, currency="usd",
+                    livemode=False)))
         with db.begin():
             for purchase_id in ids:
-                purchase = db.get_one(Purchase, purchase_id)
-                lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+                tracked = purchases.load(db, purchase_id)
+                lifecycle.apply(tracked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+                purchases.write(db, tracked)
         with db.begin():
-            return [str(i) for i in db.scalars(select(Notification.id).order_by(Notification.created_at))]
+            return [str(i) for i in db.scalars(select(NotificationRow.id).order_by(NotificationRow.created_at))]
 
 
 def row(engine: Engine, notification_id: str) -> dict:
@@ -75,7 +86,7 @@ def make_due(engine: Engine) -> None:
 
 
 def deliver_in_process(app: Flask, url: str, secrets: tuple[str, ...] = (SECRET,)) -> delivery.DeliveryRun:
-    with app.extensions["paystore"].session_factory() as db:
+    with Paystore.of(app).session_factory() as db:
         return delivery.deliver_due(db, url, secrets)
 
 
@@ -85,10 +96,12 @@ def paystore_process(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_the_shop_gets_the_body_and_headers_and_the_signature_verifies(live_app: Flask, shop: Shop, engine: Engine) -> None:
+def test_the_shop_gets_the_body_and_headers_and_the_signature_verifies(
+    live_app: Flask, shop: PretendShop, engine: Engine
+) -> None:
     [nid] = completed_purchases(live_app, 1)
 
-    run = deliver_in_process(live_app, shop.url)
+    run = deliver_in_process(live_app, shop.notifications_url)
 
     assert (run.delivered, run.failed) == (1, 0)
     [got] = shop.received
@@ -98,15 +111,15 @@ def test_the_shop_gets_the_body_and_headers_and_the_signature_verifies(live_app:
     assert verify(got.body, got.signature, SECRET)
     assert not verify(got.body, got.signature, "wrong_secret")
     assert not verify(got.body.replace(b"completed", b"refunded"), got.signature, SECRET)
-    stale = shop_client.signature_header(got.body, (SECRET,), int(time.time()) - 3600)
+    stale = signing.signature_header(got.body, (SECRET,), int(time.time()) - 3600)
     assert not verify(got.body, stale, SECRET)
     assert row(engine, nid)["delivered_at"] is not None
 
 
-def test_rotation_signs_with_every_secret(live_app: Flask, shop: Shop) -> None:
+def test_rotation_signs_with_every_secret(live_app: Flask, shop: PretendShop) -> None:
     completed_purchases(live_app, 1)
 
-    deliver_in_process(live_app, shop.url, ("old_secret", "new_secret"))
+    deliver_in_process(live_app, shop.notifications_url, ("old_secret", "new_secret"))
 
     [got] = shop.received
     assert got.signature.count("v1=") == 2
@@ -118,7 +131,7 @@ def test_shop_down_is_retried_later_and_nothing_is_lost(
 ) -> None:
     [nid] = completed_purchases(live_app, 1)
     port = free_port()  # nothing listens here yet: the shop is down
-    env = {**notify_env, "PAYSTORE_NOTIFY_URL": f"http://127.0.0.1:{port}/hook"}
+    env = {**notify_env, "PAYSTORE_NOTIFY_URL": f"http://127.0.0.1:{port}/shop/notifications"}
 
     first = paystore_cli(env, "notifications", "deliver")
 
@@ -133,7 +146,7 @@ def test_shop_down_is_retried_later_and_nothing_is_lost(
 
     if failed["not_due_soon"]:  # full jitter may pick a short delay; otherwise it is not due yet
         assert "delivered 0, failed 0" in paystore_cli(env, "notifications", "deliver").stdout
-    shop = Shop(port).start()
+    shop = PretendShop().serve(port)
     try:
         make_due(engine)
         second = paystore_cli(env, "notifications", "deliver")
@@ -147,7 +160,7 @@ def test_shop_down_is_retried_later_and_nothing_is_lost(
 
 
 def test_after_three_days_a_row_is_dead_listed_and_replayable(
-    live_app: Flask, engine: Engine, shop: Shop, notify_env: dict[str, str], live_server: str
+    live_app: Flask, engine: Engine, shop: PretendShop, notify_env: dict[str, str], live_server: str
 ) -> None:
     [nid] = completed_purchases(live_app, 1)
     with engine.begin() as conn:
@@ -177,7 +190,7 @@ def test_after_three_days_a_row_is_dead_listed_and_replayable(
 
 
 def test_a_deliverer_killed_mid_send_leaves_the_row_to_be_sent_again(
-    live_app: Flask, engine: Engine, shop: Shop, notify_env: dict[str, str]
+    live_app: Flask, engine: Engine, shop: PretendShop, notify_env: dict[str, str]
 ) -> None:
     [nid] = completed_purchases(live_app, 1)
     shop.hold.clear()  # the shop holds the request open until the deliverer is dead
@@ -201,7 +214,7 @@ def test_a_deliverer_killed_mid_send_leaves_the_row_to_be_sent_again(
 
 
 def test_two_deliverer_processes_send_each_row_once(
-    live_app: Flask, engine: Engine, shop: Shop, notify_env: dict[str, str]
+    live_app: Flask, engine: Engine, shop: PretendShop, notify_env: dict[str, str]
 ) -> None:
     ids = completed_purchases(live_app, 30)
     shop.delay_s = 0.02  # keep both busy at once
@@ -218,13 +231,13 @@ def _meet_after_claiming(monkeypatch: pytest.MonkeyPatch, claim: object) -> None
     """Both deliverers claim, then wait for each other before sending: the worst interleaving."""
     barrier = threading.Barrier(2, timeout=20)
 
-    def claim_then_meet(db: object, exclude: list) -> delivery.Claimed | None:
+    def claim_then_meet(db: object, exclude: list) -> notifications.Claimed | None:
         claimed = claim(db, exclude)  # type: ignore[operator]
         if claimed is not None:
             barrier.wait()
         return claimed
 
-    monkeypatch.setattr(delivery, "claim_next", claim_then_meet)
+    monkeypatch.setattr(notifications, "claim_next", claim_then_meet)
 
 
 def _two_deliverer_threads(app: Flask, url: str) -> None:
@@ -236,54 +249,57 @@ def _two_deliverer_threads(app: Flask, url: str) -> None:
 
 
 def test_two_deliverers_meeting_after_their_claims_send_each_row_once(
-    live_app: Flask, shop: Shop, monkeypatch: pytest.MonkeyPatch
+    live_app: Flask, shop: PretendShop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = completed_purchases(live_app, 2)
-    _meet_after_claiming(monkeypatch, delivery.claim_next)
+    _meet_after_claiming(monkeypatch, notifications.claim_next)
 
-    _two_deliverer_threads(live_app, shop.url)
+    _two_deliverer_threads(live_app, shop.notifications_url)
 
     assert sorted(shop.ids()) == sorted(ids)
 
 
 def test_negative_control_without_skip_locked_and_lease_both_send_every_row(
-    live_app: Flask, shop: Shop, monkeypatch: pytest.MonkeyPatch
+    live_app: Flask, shop: PretendShop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = completed_purchases(live_app, 2)
 
     def claim_without_lock_or_lease(db, exclude):  # type: ignore[no-untyped-def]
-        with db.begin():
-            found = db.execute(
-                select(Notification.id, Notification.body, Notification.attempts)
-                .where(Notification.delivered_at.is_(None), Notification.id.not_in(exclude))
-                .order_by(Notification.created_at).limit(1)
-            ).first()
-        return delivery.Claimed(*found) if found else None
+        found = db.execute(
+            select(NotificationRow.id, NotificationRow.body, NotificationRow.attempts)
+            .where(NotificationRow.delivered_at.is_(None), NotificationRow.id.not_in(exclude))
+            .order_by(NotificationRow.created_at).limit(1)
+        ).first()
+        return notifications.Claimed(*found) if found else None
 
     _meet_after_claiming(monkeypatch, claim_without_lock_or_lease)
 
-    _two_deliverer_threads(live_app, shop.url)
+    _two_deliverer_threads(live_app, shop.notifications_url)
 
     assert sorted(shop.ids()) == sorted(ids * 2), "no duplicate send observed"
 
 
-def test_rows_of_one_purchase_go_in_order(live_app: Flask, shop: Shop, engine: Engine) -> None:
+def test_rows_of_one_purchase_go_in_order(live_app: Flask, shop: PretendShop, engine: Engine) -> None:
     [first] = completed_purchases(live_app, 1)
-    with live_app.extensions["paystore"].session_factory() as db, db.begin():
-        purchase = db.scalars(select(Purchase)).one()
-        lifecycle.apply(purchase, lambda p: setattr(p, "refunded_amount", p.amount), cause="test")
+    with Paystore.of(live_app).session_factory() as db, db.begin():
+        [purchase_id] = db.scalars(text("SELECT id FROM purchases"))
+        tracked = purchases.load(db, purchase_id)
+        lifecycle.apply(tracked.purchase, lambda p: setattr(p, "refunded_amount", p.amount), cause="test")
+        purchases.write(db, tracked)
     shop.status = 503
 
-    run = deliver_in_process(live_app, shop.url)
+    run = deliver_in_process(live_app, shop.notifications_url)
 
     assert (run.delivered, run.failed) == (0, 1) and shop.ids() == [first]  # the refund waits its turn
     shop.status = 200
     make_due(engine)
-    deliver_in_process(live_app, shop.url)
+    deliver_in_process(live_app, shop.notifications_url)
     assert [r.json["type"] for r in shop.received] == ["purchase.completed", "purchase.completed", "purchase.refunded"]
 
 
-def test_forever_delivers_until_sigterm_then_stops_cleanly(live_app: Flask, shop: Shop, notify_env: dict[str, str]) -> None:
+def test_forever_delivers_until_sigterm_then_stops_cleanly(
+    live_app: Flask, shop: PretendShop, notify_env: dict[str, str]
+) -> None:
     proc = paystore_process(notify_env, "notifications", "deliver", "--forever", "--interval", "1s")
     try:
         [nid] = completed_purchases(live_app, 1)

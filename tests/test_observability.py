@@ -15,9 +15,12 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.postgres import reset_database
+from paystore.devtools.standin import StripeStandIn
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count, gunicorn_server, paystore_cli, reset_database
+from tests.support.api import Api
+from tests.support.database import count
+from tests.support.processes import gunicorn_server, paystore_cli
 
 # One module-wide run of traffic is measured by every test here, so the usual per-test wipe of
 # the database is skipped (no_db) and done once, before the traffic.
@@ -66,14 +69,14 @@ def traffic(observed: dict, standin_server: StripeStandIn, engine: Engine) -> It
         if next(arrivals) < WORKERS:
             every_worker_holds_one.wait()
 
-    standin.before_create_response = meet_in_every_worker
+    standin.faults.before_create_response = meet_in_every_worker
     with ThreadPoolExecutor(6) as pool:
         created = list(pool.map(lambda n: Purchase.checkout(api, standin, f"obs_{n}"), range(CHECKOUTS)))
-    standin.before_create_response = None
+    standin.faults.before_create_response = None
     for purchase in created:
         answer = standin.deliver(purchase.event("completed_paid"), secret=secret)
         assert answer.json()["outcome"] == "completed"
-    standin.create_faults.append(500)
+    standin.faults.create.append(500)
     failures = {
         "stripe_down": api.checkout("obs_unlucky").status_code,
         "wrong_token": Api(url, token="tok_wrong").checkout().status_code,
@@ -103,10 +106,10 @@ def test_metrics_count_every_worker(observed: dict, traffic: dict, engine: Engin
     samples = _samples(response.text)
 
     assert samples[("paystore_checkout_total", (("outcome", "created"),))] == CHECKOUTS
-    assert samples[("paystore_checkout_total", (("outcome", "stripe_failed"),))] == 1
+    assert samples[("paystore_checkout_total", (("outcome", "stripe_unavailable"),))] == 1
     completed = (("outcome", "completed"), ("type", "checkout.session.completed"))
     assert samples[("paystore_webhook_events_total", completed)] == CHECKOUTS
-    assert samples[("paystore_webhook_events_total", (("outcome", "invalid"), ("type", "unverified")))] == 1
+    assert samples[("paystore_webhook_events_total", (("outcome", "invalid_webhook"), ("type", "unverified")))] == 1
     # checkout and webhook per purchase, the failed checkout (whose lock rolled back), and the
     # legacy event (which takes the purchase lock after its legacy lock)
     assert samples[("paystore_lock_wait_seconds_count", (("kind", "unified"),))] == 2 * CHECKOUTS + 2

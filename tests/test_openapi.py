@@ -22,10 +22,11 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from schemathesis.core.failures import FailureGroup
 from sqlalchemy import Engine, text
 
-from paystore import locks
 from paystore.api.openapi import document
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import TOKEN, Api
+from paystore.devtools.credentials import TOKEN
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
+from tests.support.api import Api
 
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 # Examples per operation: small enough for ~60 s on the shared CI machine, fixed by derandomize.
@@ -165,7 +166,7 @@ def test_no_token_is_401_as_documented(api: Api, spec: OpenAPI, path: str) -> No
 
 
 def test_stripe_down_is_502_as_documented(checked: CheckedApi, standin: StripeStandIn) -> None:
-    standin.create_faults.append(500)
+    standin.faults.create.append(500)
     answer = checked.call("POST", "/checkout", 502, json={"user_id": "carol", "program_id": "prog_py101"})
     assert answer.json()["error"]["code"] == "stripe_unavailable"
 

@@ -4,7 +4,6 @@ purchase exactly as the API shows it, and a rolled-back change writes nothing.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +12,16 @@ from flask import Flask
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from paystore.models import Notification, PaymentFact, Purchase
-from paystore.services import lifecycle, purchase_rows
+from paystore.db import WriteBehindTheStore
+from paystore.devtools.standin import StripeStandIn
+from paystore.domain import lifecycle
+from paystore.domain.purchase import PaymentFact, PurchaseStatus
+from paystore.extension import Paystore
+from paystore.models import NotificationRow, PurchaseRow
+from paystore.store import purchases
 from tests.lifecycle_events import Purchase as Journey
-from tests.support import Api, count, purchase_row
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
 
 
 def notification_bodies(engine: Engine, purchase_id: str) -> list[dict[str, Any]]:
@@ -79,9 +83,9 @@ def test_expiry_and_delayed_failure_are_told(api: Api, standin: StripeStandIn, e
 
 
 def test_a_recovered_purchase_is_told_with_no_previous_status(api: Api, standin: StripeStandIn, engine: Engine) -> None:
-    standin.create_delay_s = 2.5  # past paystore's Stripe timeout: checkout rolls back, Stripe kept it
+    standin.faults.create_delay_s = 2.5  # past paystore's Stripe timeout: checkout rolls back, Stripe kept it
     assert api.checkout().status_code == 502
-    standin.create_delay_s = 0
+    standin.faults.create_delay_s = 0
     [session] = standin.sessions.values()
 
     answer = standin.deliver(standin.event("checkout.session.completed", standin.settle(session["id"])))
@@ -97,31 +101,22 @@ def test_checkout_itself_tells_nothing(api: Api, engine: Engine) -> None:
     assert count(engine, "SELECT count(*) FROM notifications") == 0
 
 
-def _pay_through_a_flush(db: Session, purchase_id: uuid.UUID) -> None:
-    purchase = db.get_one(Purchase, purchase_id)
-    lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-    db.flush()
+def _pay(db: Session, purchase_id: uuid.UUID) -> purchases.Tracked:
+    tracked = purchases.load(db, purchase_id)
+    assert tracked is not None
+    lifecycle.apply(tracked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+    purchases.write(db, tracked)
+    return tracked
 
 
-def _pay_through_a_row_save(db: Session, purchase_id: uuid.UUID) -> None:
-    """The hot paths (webhooks, the return page, refresh, reconcile) write purchases as plain
-    rows (paystore.services.purchase_rows), not through a flush: the same rule must hold there."""
-    locked = purchase_rows.load_one(db, purchase_id)
-    lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-    purchase_rows.save(db, locked)
-
-
-@pytest.mark.parametrize("pay", [_pay_through_a_flush, _pay_through_a_row_save], ids=["flush", "row save"])
-def test_a_rolled_back_status_change_writes_no_notification(
-    pay: Callable[[Session, uuid.UUID], None], live_app: Flask, api: Api, engine: Engine
-) -> None:
+def test_a_rolled_back_status_change_writes_no_notification(live_app: Flask, api: Api, engine: Engine) -> None:
     purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
-    factory = live_app.extensions["paystore"].session_factory
+    factory = Paystore.of(live_app).session_factory
 
     with factory() as db:
         transaction = db.begin()
-        pay(db, purchase_id)
-        written_inside = db.scalar(select(func.count()).select_from(Notification))
+        _pay(db, purchase_id)
+        written_inside = db.scalar(select(func.count()).select_from(NotificationRow))
         transaction.rollback()
 
     assert written_inside == 1, "the change did not write its notification (the test could not fail)"
@@ -129,32 +124,37 @@ def test_a_rolled_back_status_change_writes_no_notification(
     assert purchase_row(engine, str(purchase_id))["status"] == "pending"
 
 
-def test_the_notification_commits_with_its_change(live_app: Flask, api: Api, engine: Engine) -> None:
+def test_the_notification_commits_with_its_change_and_a_second_write_adds_none(
+    live_app: Flask, api: Api, engine: Engine
+) -> None:
     purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
-    factory = live_app.extensions["paystore"].session_factory
+    factory = Paystore.of(live_app).session_factory
 
     with factory() as db, db.begin():
-        purchase = db.get_one(Purchase, purchase_id)
-        lifecycle.apply(purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-        purchase.completed_at = datetime(2026, 1, 2, tzinfo=UTC)
-
-    [body] = notification_bodies(engine, str(purchase_id))
-    assert body["data"]["purchase"]["completed_at"] == "2026-01-02T00:00:00+00:00"
-    assert body["data"]["purchase"] == api.get(f"/purchases/{purchase_id}").json()
-
-
-def test_a_row_save_commits_one_notification_with_the_api_body(live_app: Flask, api: Api, engine: Engine) -> None:
-    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
-    factory = live_app.extensions["paystore"].session_factory
-
-    with factory() as db, db.begin():
-        cached = db.get_one(Purchase, purchase_id)  # the Session's own copy, as the return page has
-        locked = purchase_rows.load_one(db, purchase_id)
-        lifecycle.apply(locked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
-        purchase_rows.save(db, locked)
-        purchase_rows.save(db, locked)  # nothing changed since: no second row
-        assert (cached.status, cached.updated_at) == ("completed", locked.purchase.updated_at), "stale Session copy"
+        tracked = purchases.load(db, purchase_id)
+        lifecycle.apply(tracked.purchase, lambda p: setattr(p, "payment", PaymentFact.PAID), cause="test")
+        tracked.purchase.completed_at = datetime(2026, 1, 2, tzinfo=UTC)
+        purchases.write(db, tracked)
+        purchases.write(db, tracked)  # nothing changed since: no second notification
+        tracked.purchase.stripe_payment_intent_id = "pi_test_later"
+        purchases.write(db, tracked)  # a change, but not of the status: no notification either
 
     [body] = notification_bodies(engine, str(purchase_id))
     assert body["type"] == "purchase.completed" and body["data"]["previous_status"] == "pending"
+    assert body["data"]["purchase"]["completed_at"] == "2026-01-02T00:00:00+00:00"
     assert body["data"]["purchase"] == api.get(f"/purchases/{purchase_id}").json()
+    assert purchase_row(engine, str(purchase_id))["stripe_payment_intent_id"] == "pi_test_later"
+
+
+def test_an_orm_flush_of_a_purchase_is_refused(live_app: Flask, api: Api, engine: Engine) -> None:
+    """Only the store writes purchases: a flush would change a status without its notification."""
+    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
+    factory = Paystore.of(live_app).session_factory
+
+    with factory() as db, pytest.raises(WriteBehindTheStore), db.begin():
+        row = db.get_one(PurchaseRow, purchase_id)
+        row.status = PurchaseStatus.COMPLETED
+        db.flush()
+
+    assert purchase_row(engine, str(purchase_id))["status"] == "pending"
+    assert count(engine, "SELECT count(*) FROM notifications") == 0

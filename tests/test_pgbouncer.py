@@ -20,21 +20,15 @@ import requests
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from paystore import locks
 from paystore.db import make_engine, sqlalchemy_url
 from paystore.devtools.pgbouncer import admin_console, libpq_url, pgbouncer
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    PGBOUNCER_POOL_SIZE,
-    ROOT,
-    Api,
-    WebhookFirst,
-    advisory_lock_holders,
-    count,
-    gunicorn_server,
-    purchase_row,
-    wait_until,
-)
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
+from tests.support.api import Api
+from tests.support.database import PGBOUNCER_POOL_SIZE, count, purchase_row
+from tests.support.locks import WebhookFirst, advisory_lock_holders
+from tests.support.processes import ROOT, gunicorn_server
 
 WORKERS_PER_INSTANCE = 3
 
@@ -66,7 +60,7 @@ def nolock_instances(
 def _race(checkout_on: str, webhook_on: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, Any, Any]:
     standin.webhook_url = webhook_on + "/webhooks/stripe"
     hook = WebhookFirst(standin, engine)
-    standin.before_create_response = hook
+    standin.faults.before_create_response = hook
     checkout = Api(checkout_on).checkout()
     assert checkout.status_code == 201, checkout.text
     return hook, checkout.json(), hook.webhook_answer()
@@ -126,7 +120,7 @@ def test_a_storm_of_pairs_split_across_both_instances_completes_every_purchase_o
 ) -> None:
     pairs = 24
     cross = CrossDelivery(standin, instances)
-    standin.before_create_response = cross
+    standin.faults.before_create_response = cross
 
     def buy(n: int) -> requests.Response:
         return Api(instances[n % 2]).checkout(user_id=f"storm_{n % 2}_{n}")

@@ -11,9 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.postgres import PROGRAMS
+from paystore.devtools.standin import StripeStandIn
 from tests.generated import DEEP_MARK, HUGE_TEXT, JUNK, NASTY_TEXT, bounded, serialize
-from tests.support import PROGRAMS, Api, count
+from tests.support.api import Api
+from tests.support.database import count
 
 EXISTING_PROGRAMS = {p[0] for p in PROGRAMS}
 ID_LIKE = st.one_of(NASTY_TEXT, HUGE_TEXT, st.from_regex(r"[A-Za-z0-9_.@+-]{1,140}", fullmatch=True), JUNK)
@@ -26,7 +28,7 @@ BODIES = st.one_of(
 
 def _writes_nothing(engine: Engine, standin: StripeStandIn) -> None:
     assert count(engine, "SELECT count(*) FROM purchases") == 0
-    assert standin.create_calls == []
+    assert standin.state.create_calls == []
 
 
 def _is_error(response: Any, *statuses: int) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from paystore.devtools.stripe_standin import StripeStandIn
+from paystore.devtools.standin import StripeStandIn
 from tests.generated import DEEP_MARK, NASTY_CHARS, NASTY_TEXT, bounded, mutated, paths, serialize
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count
+from tests.support.api import Api
+from tests.support.database import count
 
 SESSION_KINDS = ["completed_paid", "completed_unpaid", "async_succeeded", "async_failed", "expired"]
 CHARGE_KINDS = ["refund_partial", "refund_full", "dispute_created", "dispute_won", "dispute_lost"]

@@ -10,19 +10,17 @@ import pytest
 from flask import Flask
 from sqlalchemy import Engine, text
 
-from paystore import locks
-from paystore.devtools.stripe_standin import StripeStandIn
-from paystore.services.reconcile import reconcile
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.extension import Paystore
+from paystore.services.purchasing.reconcile import reconcile
+from paystore.store import locks
 from tests.lifecycle_events import Purchase
-from tests.support import (
-    Api,
-    advisory_lock_holders,
-    count,
-    paystore_cli,
-    purchase_row,
-    remove_the_lock_and_meet_before_applying,
-    wait_until,
-)
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.locks import advisory_lock_holders
+from tests.support.negative_controls import remove_the_lock_and_meet_before_applying
+from tests.support.processes import paystore_cli
 
 
 def _age(engine: Engine, *purchase_ids: str, minutes: int = 60) -> None:
@@ -90,7 +88,7 @@ def test_a_stripe_error_on_one_purchase_does_not_stop_the_others(
     three_lost_webhooks: dict[str, str], standin: StripeStandIn, engine: Engine, cli_env: dict[str, str]
 ) -> None:
     paid_session = purchase_row(engine, three_lost_webhooks["paid"])["stripe_session_id"]
-    standin.retrieve_faults[paid_session] = 500
+    standin.faults.retrieve[paid_session] = 500
 
     result = paystore_cli(cli_env, "reconcile")
 
@@ -131,7 +129,7 @@ def _race_reconcile_and_webhook(
     live_app: Flask, standin: StripeStandIn, engine: Engine, purchase: Purchase
 ) -> tuple[list[Any], str]:
     """Reconcile and the webhook for one paid purchase, started while the test holds the lock."""
-    ext = live_app.extensions["paystore"]
+    ext = Paystore.of(live_app)
     rows: list[Any] = []
 
     def run_reconcile() -> None:

@@ -7,14 +7,16 @@ import logging
 import pytest
 from sqlalchemy import Engine, text
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import Api, count, paystore_cli, purchase_row
+from paystore.devtools.standin import StripeStandIn
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.processes import paystore_cli
 
 
 def _checkout_that_times_out_after_stripe_created_the_session(api: Api, standin: StripeStandIn) -> dict:
-    standin.create_delay_s = 2.5  # longer than paystore's Stripe timeout (2 s): Stripe did create it
+    standin.faults.create_delay_s = 2.5  # longer than paystore's Stripe timeout (2 s): Stripe did create it
     response = api.checkout()
-    standin.create_delay_s = 0
+    standin.faults.create_delay_s = 0
     assert response.status_code == 502
     [session] = standin.sessions.values()
     return session

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from paystore.devtools.stripe_standin import StripeStandIn
-from paystore.services import lifecycle
+from paystore.devtools.standin import StripeStandIn
+from paystore.domain import lifecycle
 from tests.lifecycle_events import Purchase
-from tests.support import Api, count, paystore_cli, purchase_row
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.processes import paystore_cli
 
 
 def _raise_transient(*args: Any, **kwargs: Any) -> str:

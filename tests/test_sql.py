@@ -1,11 +1,8 @@
-"""paystore.sql runs hot statements on the transaction's raw psycopg connection: its errors must
+"""paystore.store.sql runs hot statements on the transaction's raw psycopg connection: its errors must
 still be SQLAlchemy's (the routes and services map those), and a connection the server dropped
 must never be handed out again."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import psycopg.errors
 import pytest
@@ -13,12 +10,13 @@ from flask import Flask
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from paystore import sql
-from tests.support import ROOT, wait_until
+from paystore.devtools.processes import wait_until
+from paystore.extension import Paystore
+from paystore.store import sql
 
 
 def test_a_refused_statement_raises_sqlalchemys_class_with_the_driver_error(live_app: Flask) -> None:
-    factory = live_app.extensions["paystore"].session_factory
+    factory = Paystore.of(live_app).session_factory
     duplicate = "INSERT INTO programs (id, name, amount, currency) VALUES ('prog_py101', 'again', 1, 'usd')"
 
     with factory() as db:
@@ -32,7 +30,7 @@ def test_a_refused_statement_raises_sqlalchemys_class_with_the_driver_error(live
 
 
 def test_a_connection_dropped_mid_transaction_is_invalidated_not_reused(live_app: Flask, engine: Engine) -> None:
-    factory = live_app.extensions["paystore"].session_factory
+    factory = Paystore.of(live_app).session_factory
 
     def backend_gone(pid: int) -> bool:
         with engine.connect() as conn:
@@ -58,7 +56,7 @@ def test_a_connection_dropped_mid_transaction_is_invalidated_not_reused(live_app
 
 
 def test_statements_share_one_cursor_per_connection_and_rows_outlive_it(live_app: Flask) -> None:
-    factory = live_app.extensions["paystore"].session_factory
+    factory = Paystore.of(live_app).session_factory
 
     with factory() as db:
         with db.begin():
@@ -70,18 +68,3 @@ def test_statements_share_one_cursor_per_connection_and_rows_outlive_it(live_app
             assert db.connection().connection.info[sql._CURSOR] is cursor
 
     assert row == (1, "one"), "a later statement on the shared cursor changed a row already read"
-
-
-def test_an_untracked_purchase_works_in_a_fresh_process_before_any_orm_use() -> None:
-    # untracked_purchase skips the constructor, which is what configures the mappers; in a
-    # worker whose first request is a webhook nothing else has configured them yet.
-    program = (
-        "from paystore.services.purchase_rows import untracked_purchase, _COLUMNS\n"
-        "from sqlalchemy import inspect\n"
-        "p = untracked_purchase(dict.fromkeys(_COLUMNS) | {'status': 'pending'})\n"
-        "p.status = 'completed'\n"
-        "history = inspect(p).attrs.status.history\n"
-        "assert (list(history.deleted), list(history.added)) == (['pending'], ['completed']), history\n"
-    )
-    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr

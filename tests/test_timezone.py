@@ -26,18 +26,14 @@ from werkzeug.serving import make_server
 
 from paystore import create_app
 from paystore.db import make_engine, sqlalchemy_url
-from paystore.devtools.stripe_standin import StripeStandIn
-from paystore.models import Base, Purchase
-from paystore.services.report import lock_report
-from tests.support import (
-    STRIPE_KEY,
-    TOKEN,
-    WEBHOOK_SECRET,
-    Api,
-    migrate_with_alembic,
-    paystore_cli,
-    reset_database,
-)
+from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
+from paystore.devtools.postgres import reset_database
+from paystore.devtools.standin import StripeStandIn
+from paystore.extension import Paystore
+from paystore.models import Base, PurchaseRow
+from paystore.services.reports import lock_report
+from tests.support.api import Api
+from tests.support.processes import migrate_with_alembic, paystore_cli
 
 pytestmark = pytest.mark.no_db
 
@@ -88,7 +84,7 @@ def _serve(database_url: str, standin: StripeStandIn) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
-        app.extensions["paystore"].engine.dispose()
+        Paystore.of(app).engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +217,7 @@ def test_report_windows_are_exact_days_whatever_the_zone(
 def test_naive_datetimes_are_refused_on_the_way_in(clean_zone: Engine) -> None:
     """PostgreSQL would read a naive datetime in the session's zone: a silent shift by the offset."""
     with Session(clean_zone) as db, pytest.raises(StatementError, match="naive datetime"):
-        db.execute(select(Purchase).where(Purchase.created_at < datetime.now()))  # noqa: DTZ005 - the point
+        db.execute(select(PurchaseRow).where(PurchaseRow.created_at < datetime.now()))  # noqa: DTZ005 - the point
 
 
 def test_the_schema_still_matches_the_models(zone_engine: Engine) -> None:

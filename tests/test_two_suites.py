@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.support import ROOT, wait_until
+from paystore.devtools.processes import wait_until
+from tests.support.processes import ROOT
 
 GATE = "PAYSTORE_TWIN_GATE"
 BASETEMP_ONLY = "PAYSTORE_TWIN_BASETEMP_ONLY"

@@ -10,8 +10,9 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
-from paystore.devtools.stripe_standin import StripeStandIn, sign
-from tests.support import WEBHOOK_SECRET, count
+from paystore.devtools.credentials import WEBHOOK_SECRET
+from paystore.devtools.standin import StripeStandIn, sign
+from tests.support.database import count
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> requests.Response:

@@ -16,23 +16,18 @@ import pytest
 import requests
 from sqlalchemy import Engine, text
 
-from paystore import locks
-from paystore.devtools.stripe_standin import StripeStandIn
-from tests.support import (
-    Api,
-    WebhookFirst,
-    count,
-    no_lock,
-    purchase_row,
-    remove_the_lock_and_meet_before_applying,
-    someone_waits_for,
-    wait_until,
-)
+from paystore.devtools.processes import wait_until
+from paystore.devtools.standin import StripeStandIn
+from paystore.store import locks
+from tests.support.api import Api
+from tests.support.database import count, purchase_row
+from tests.support.locks import WebhookFirst, someone_waits_for
+from tests.support.negative_controls import no_lock, remove_the_lock_and_meet_before_applying
 
 
 def test_a_webhook_before_stripe_answers_waits_for_checkout_commit(api: Api, standin: StripeStandIn, engine: Engine) -> None:
     hook = WebhookFirst(standin, engine)
-    standin.before_create_response = hook
+    standin.faults.before_create_response = hook
 
     checkout = api.checkout()
     webhook = hook.webhook_answer()
@@ -52,7 +47,7 @@ def test_a_negative_control_without_the_lock_the_paid_purchase_is_stuck(
 ) -> None:
     monkeypatch.setattr(locks, "take_xact_lock", no_lock)
     hook = WebhookFirst(standin, engine)
-    standin.before_create_response = hook
+    standin.faults.before_create_response = hook
 
     checkout = api.checkout()
     webhook = hook.webhook_answer()
@@ -69,8 +64,8 @@ def test_b_checkout_held_500ms_after_insert_webhook_waits_then_completes(
     api: Api, standin: StripeStandIn, engine: Engine
 ) -> None:
     hook = WebhookFirst(standin, engine)
-    standin.before_create_response = hook
-    standin.create_delay_s = 0.6  # after the webhook is parked: checkout holds the lock >= 600 ms
+    standin.faults.before_create_response = hook
+    standin.faults.create_delay_s = 0.6  # after the webhook is parked: checkout holds the lock >= 600 ms
 
     checkout = api.checkout()
     webhook = hook.webhook_answer()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, g
 from sqlalchemy.orm import Session
+
+from paystore.extension import current_paystore
 
 
 def get_db() -> Session:
     """This request's database session, closed on teardown."""
     if "db" not in g:
-        g.db = current_app.extensions["paystore"].session_factory()
+        g.db = current_paystore().session_factory()
     return g.db
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, jsonify, redirect, request
 from flask.typing import ResponseReturnValue
 from markupsafe import escape
 
@@ -13,9 +13,9 @@ from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import ApiError
 from paystore.api.purchases import PROGRAM_ID, USER_ID
-from paystore.models import Purchase
-from paystore.services import access, fulfilment
-from paystore.services.purchase_json import purchase_json
+from paystore.domain.purchase import Purchase, purchase_json
+from paystore.extension import current_paystore
+from paystore.services.purchasing import access, fulfilment
 
 return_bp = Blueprint("checkout_return", __name__)
 bp = Blueprint("buyer", __name__)
@@ -53,7 +53,7 @@ def _result_page(purchase: Purchase) -> Response:
 
 @return_bp.get("/checkout/return")
 def checkout_return() -> ResponseReturnValue:
-    ext = current_app.extensions["paystore"]
+    ext = current_paystore()
     session_id = request.args.get("session_id", "")
     purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, session_id)
     if ext.settings.return_url:
@@ -63,7 +63,7 @@ def checkout_return() -> ResponseReturnValue:
 
 @bp.post("/purchases/<purchase_id>/refresh")
 def refresh_purchase(purchase_id: str) -> ResponseReturnValue:
-    ext = current_app.extensions["paystore"]
+    ext = current_paystore()
     purchase = fulfilment.refresh(get_db(), ext.gateway, ext.settings, purchase_id)
     return jsonify(purchase_json(purchase))
 

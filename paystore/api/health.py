@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from paystore import migrate
 from paystore.api.errors import error_response
+from paystore.extension import current_paystore
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +19,7 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    engine = current_app.extensions["paystore"].engine
+    engine = current_paystore().engine
     expected = migrate.head_revision()
     current = migrate.current_revision(engine)
     if current != expected:

@@ -1,4 +1,9 @@
-"""One JSON log line per request (with X-Request-ID), and GET /metrics."""
+"""One JSON log line per request (with X-Request-ID), and GET /metrics.
+
+The gauges that describe the database (purchases by status, the outbox backlog) are read at
+scrape time: the notification deliverer is a separate process with no /metrics of its own, so
+its failures are counted in the rows themselves and shown here by the serving process.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,17 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
 
 from paystore import logs, metrics
 from paystore.api.auth import require_token
+from paystore.extension import current_paystore
+from paystore.store import reports
 
 log = logging.getLogger("paystore.request")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -19,9 +30,41 @@ bp = Blueprint("metrics", __name__)
 bp.before_request(require_token)
 
 
+class DatabaseGauges(Collector):
+    """`paystore_purchases{status}` and the outbox backlog, read at scrape time (two cheap queries)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        with self.engine.connect() as conn:
+            by_status = reports.purchases_by_status(conn)
+            backlog = reports.notification_backlog(conn)
+        purchases = GaugeMetricFamily("paystore_purchases", "Purchases by status", labels=["status"])
+        for status, count in by_status.items():
+            purchases.add_metric([str(status)], count)
+        yield purchases
+        yield GaugeMetricFamily(
+            "paystore_notifications_undelivered", "Notifications not yet delivered to the shop (not dead)",
+            value=backlog.undelivered,
+        )
+        yield GaugeMetricFamily(
+            "paystore_notifications_oldest_undelivered_age_seconds",
+            "Age of the oldest undelivered notification (0 when none)", value=backlog.oldest_undelivered_age_s,
+        )
+        yield GaugeMetricFamily(
+            "paystore_notifications_dead", "Notifications whose retries ran out (see paystore notifications replay)",
+            value=backlog.dead,
+        )
+        yield CounterMetricFamily(
+            "paystore_notification_delivery_failures", "Failed notification delivery attempts", value=backlog.failed_attempts
+        )
+
+
+
 @bp.get("/metrics")
 def prometheus_metrics() -> Response:
-    body, content_type = metrics.render(current_app.extensions["paystore"].engine)
+    body, content_type = metrics.render(DatabaseGauges(current_paystore().engine))
     return Response(body, content_type=content_type)
 
 

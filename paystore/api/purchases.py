@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from paystore import logs, metrics
 from paystore.api import get_db
 from paystore.api.auth import require_token
-from paystore.api.errors import ApiError
+from paystore.api.errors import ApiError, error_code
+from paystore.domain.purchase import purchase_json
+from paystore.extension import current_paystore
 from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
-from paystore.locks import LockTimeout
-from paystore.services import admission, checkout, purchases
-from paystore.services.errors import AlreadyPurchased, CheckoutConflict, ProgramNotFound
-from paystore.services.purchase_json import purchase_json
-from paystore.stripe_gateway import StripeUnavailable
+from paystore.services.purchasing import checkout, purchases
 
 bp = Blueprint("purchases", __name__)
 bp.before_request(require_token)
@@ -46,27 +44,15 @@ def _checkout_body() -> tuple[str, str]:
     return body["user_id"], body["program_id"]
 
 
-_CHECKOUT_FAILURES = (
-    (ApiError, "invalid"),
-    (ProgramNotFound, "unknown_program"),
-    (AlreadyPurchased, "already_purchased"),
-    (CheckoutConflict, "conflict"),
-    (StripeUnavailable, "stripe_failed"),
-    (LockTimeout, "lock_timeout"),
-    (admission.Overloaded, "overloaded"),
-)
-
-
 @bp.post("/checkout")
 def create_checkout() -> ResponseReturnValue:
-    ext = current_app.extensions["paystore"]
+    ext = current_paystore()
     try:
         user_id, program_id = _checkout_body()
         with ext.checkout_slots.take():
             result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
     except Exception as exc:
-        outcome = next((name for kind, name in _CHECKOUT_FAILURES if isinstance(exc, kind)), "error")
-        metrics.checkouts.labels(outcome).inc()
+        metrics.checkouts.labels(error_code(exc)).inc()
         raise
     metrics.checkouts.labels("created" if result.created else "existing").inc()
     logs.bind(purchase_id=str(result.purchase.id))

@@ -1,46 +1,47 @@
-"""`paystore ...` (console script) and `flask --app app ...`: the same commands.
+"""`paystore ...`, the console script: paystore's own commands for operators.
 
-`paystore` is a plain click group of paystore's own commands: Flask's generic `run`, `shell`,
-`routes` and `--app` are for Flask developers, not for operators. The app (and with it the
-embedded database, when DATABASE_URL is unset) is created only when a command runs, not for
-`--help`. Log lines below WARNING, the embedded-database notice included, show only with -v.
+A plain click group, not Flask's: Flask's generic `run`, `shell`, `routes` and `--app` are for
+Flask developers. The app (and with it the embedded database, when DATABASE_URL is unset) is
+built only when a command runs, not for `--help`, and the app itself never imports this package.
+`flask --app app ...` offers the same commands (app.py adds them to the app it builds). Log
+lines below WARNING, the embedded-database notice included, show only with -v.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
-from flask import Flask, current_app
-from flask.cli import ScriptInfo
-from sqlalchemy.orm import Session
+from flask import has_app_context
 
+from paystore.extension import Paystore, current_paystore
 from paystore.logs import configure_logging, logging_config
 
-
-def db_session() -> Session:
-    return current_app.extensions["paystore"].session_factory()
-
-
-def _commands() -> list[click.Command]:
-    from paystore.cli import events, notifications, ops, programs
-
-    return [programs.programs, events.events, notifications.notifications, ops.report, ops.reconcile]
+T = TypeVar("T")
+_APP = "paystore.app"
 
 
-def register(app: Flask) -> None:
-    for command in _commands():
-        app.cli.add_command(command)
+def with_paystore(command: Callable[..., T]) -> Callable[..., T]:
+    """Pass the app's extension as the command's first argument, building the app once per run."""
 
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> T:
+        if has_app_context():  # `flask --app app ...`: Flask built the app already
+            return command(current_paystore(), *args, **kwargs)
+        meta = click.get_current_context().meta
+        if _APP not in meta:
+            from paystore import create_app
 
-def _create_app() -> Flask:
-    from paystore import create_app
+            configure_logging()
+            meta[_APP] = create_app()
+        return command(Paystore.of(meta[_APP]), *args, **kwargs)
 
-    configure_logging()
-    return create_app()
+    return run
 
 
 def _configure_cli_logging(verbose: int) -> None:
@@ -54,19 +55,6 @@ def _configure_cli_logging(verbose: int) -> None:
         logging.getLogger("paystore.embedded").setLevel(logging.ERROR)
 
 
-class PaystoreGroup(click.Group):
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        # Commands use flask.cli.with_appcontext, which builds the app from this ScriptInfo.
-        kwargs.setdefault("obj", ScriptInfo(create_app=_create_app, set_debug_flag=False))
-        return super().main(*args, **kwargs)
-
-
-@click.group(cls=PaystoreGroup, help="paystore management commands.")
-@click.option("-v", "--verbose", count=True, help="Show INFO log lines (start-up, migrations); -vv for DEBUG.")
-def main(verbose: int) -> None:
-    _configure_cli_logging(verbose)
-
-
 def echo_table(headers: list[str], rows: list[list[object]]) -> None:
     cells = [[str(c) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
@@ -74,5 +62,17 @@ def echo_table(headers: list[str], rows: list[list[object]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
-for _command in _commands():
+def commands() -> list[click.Command]:
+    from paystore.cli import db, events, notifications, ops, programs
+
+    return [db.db, programs.programs, events.events, notifications.notifications, ops.report, ops.reconcile]
+
+
+@click.group(help="paystore management commands.")
+@click.option("-v", "--verbose", count=True, help="Show INFO log lines (start-up, migrations); -vv for DEBUG.")
+def main(verbose: int) -> None:
+    _configure_cli_logging(verbose)
+
+
+for _command in commands():
     main.add_command(_command)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
-from flask import current_app
-from flask.cli import AppGroup
 
-from paystore.cli import db_session, echo_table
+from paystore.cli import echo_table, with_paystore
 from paystore.cli.ops import Duration
-from paystore.services import event_log, webhooks
+from paystore.domain.outcome import Outcome
+from paystore.extension import Paystore
+from paystore.services.stripe_events import history
 
-events = AppGroup("events", help="Recorded Stripe events.")
+events = click.Group("events", help="Recorded Stripe events.")
 
 
 def _shorten(text: str, width: int = 80) -> str:
@@ -28,11 +28,12 @@ def _shorten(text: str, width: int = 80) -> str:
 @click.option("--outcome", help="Only this outcome (failed, completed, stale, ...).")
 @click.option("--since", type=Duration(), help="Only events received within this window, e.g. 24h.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-def list_events(outcome: str | None, since, limit: int) -> None:  # type: ignore[no-untyped-def]
+@with_paystore
+def list_events(ext: Paystore, outcome: str | None, since: timedelta | None, limit: int) -> None:
     """Show recorded events, newest first."""
     cutoff = datetime.now(UTC) - since if since else None
-    with db_session() as db:
-        found = event_log.recorded_events(db, outcome=outcome, since=cutoff, limit=limit)
+    with ext.session_factory() as db:
+        found = history.recorded_events(db, outcome=outcome, since=cutoff, limit=limit)
     echo_table(
         ["EVENT", "TYPE", "RECEIVED", "OUTCOME", "ATTEMPTS", "PURCHASE", "LOCK WAIT MS", "ERROR"],
         [
@@ -46,22 +47,23 @@ def list_events(outcome: str | None, since, limit: int) -> None:  # type: ignore
 @events.command("replay")
 @click.argument("event_id", required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Replay every event recorded as failed, oldest first.")
-def replay(event_id: str | None, all_failed: bool) -> None:
+@with_paystore
+def replay(ext: Paystore, event_id: str | None, all_failed: bool) -> None:
     """Run recorded events through the webhook handler again (idempotent)."""
     if bool(event_id) == all_failed:
         raise click.UsageError("give either an EVENT_ID or --failed")
-    ext = current_app.extensions["paystore"]
     if all_failed:
-        with db_session() as db:
-            ids = [e.stripe_event_id for e in reversed(event_log.recorded_events(db, outcome="failed", limit=10_000))]
+        with ext.session_factory() as db:
+            failed = history.recorded_events(db, outcome=Outcome.FAILED, limit=10_000)
+        ids = [e.stripe_event_id for e in reversed(failed)]
     else:
         ids = [event_id]
     errors = 0
     for stripe_event_id in ids:
         try:
             # A fresh session per event: nothing read for one event can be stale for the next.
-            with db_session() as db:
-                result = webhooks.replay(db, ext.settings, stripe_event_id)
+            with ext.session_factory() as db:
+                result = history.replay(db, ext.settings, stripe_event_id)
             click.echo(f"{stripe_event_id}: {result.outcome}")
         except Exception as exc:  # one bad event must not stop the others
             errors += 1

@@ -11,26 +11,24 @@ from datetime import timedelta
 
 import click
 import requests
-from flask import current_app
-from flask.cli import AppGroup
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from paystore.cli import db_session, echo_table
+from paystore.cli import echo_table, with_paystore
 from paystore.cli.ops import Duration
-from paystore.services import delivery
-from paystore.services import notifications as outbox_ops
+from paystore.extension import Paystore
+from paystore.services.notifications import admin, delivery
+from paystore.services.notifications.errors import NotConfigured
+from paystore.store import DATABASE_UNAVAILABLE
 
 log = logging.getLogger(__name__)
 EXIT_FAILED = 1
 EXIT_NOT_CONFIGURED = 2
 
-notifications = AppGroup("notifications", help="Notifications to the shop (PAYSTORE_NOTIFY_URL).")
+notifications = click.Group("notifications", help="Notifications to the shop (PAYSTORE_NOTIFY_URL).")
 
 
-def _one_pass(http: requests.Session, stop: threading.Event | None = None) -> delivery.DeliveryRun:
-    settings = current_app.extensions["paystore"].settings
-    with db_session() as db:
-        return delivery.deliver_due(db, settings.notify_url, settings.notify_secrets, http=http, stop=stop)
+def _one_pass(ext: Paystore, http: requests.Session, stop: threading.Event | None = None) -> delivery.DeliveryRun:
+    with ext.session_factory() as db:
+        return delivery.deliver_due(db, ext.settings.notify_url, ext.settings.notify_secrets, http=http, stop=stop)
 
 
 def _summary(run: delivery.DeliveryRun) -> str:
@@ -41,7 +39,8 @@ def _summary(run: delivery.DeliveryRun) -> str:
 @click.option("--forever", is_flag=True, help="Keep delivering until SIGTERM or SIGINT (for a service unit).")
 @click.option("--interval", type=Duration(), default="2s", show_default=True,
               help="With --forever: how long to wait when nothing is due.")
-def deliver(forever: bool, interval: timedelta) -> None:
+@with_paystore
+def deliver(ext: Paystore, forever: bool, interval: timedelta) -> None:
     """POST due notifications to PAYSTORE_NOTIFY_URL, signed with PAYSTORE_NOTIFY_SECRET.
 
     Exit status: 0 every due notification was delivered, 1 some failed (each is retried later
@@ -50,19 +49,23 @@ def deliver(forever: bool, interval: timedelta) -> None:
     http = requests.Session()
     try:
         if not forever:
-            run = _one_pass(http)
+            run = _one_pass(ext, http)
             click.echo(_summary(run))
             sys.exit(EXIT_FAILED if run.failed else 0)
-        _deliver_forever(http, interval)
-    except delivery.NotConfigured as exc:
+        _deliver_forever(ext, http, interval)
+    except NotConfigured as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_NOT_CONFIGURED)
-    except (OperationalError, InterfaceError) as exc:
-        click.echo(f"Error: the database is unavailable ({type(exc.orig or exc).__name__})", err=True)
+    except DATABASE_UNAVAILABLE as exc:
+        click.echo(f"Error: the database is unavailable ({_driver_error(exc)})", err=True)
         sys.exit(EXIT_FAILED)
 
 
-def _deliver_forever(http: requests.Session, interval: timedelta) -> None:
+def _driver_error(exc: BaseException) -> str:
+    return type(getattr(exc, "orig", None) or exc).__name__
+
+
+def _deliver_forever(ext: Paystore, http: requests.Session, interval: timedelta) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         # Finish the POST in flight and record its answer, then exit: nothing is left leased.
@@ -71,9 +74,9 @@ def _deliver_forever(http: requests.Session, interval: timedelta) -> None:
     log.info("Delivering notifications until stopped")
     while not stop.is_set():
         try:
-            run = _one_pass(http, stop)
-        except (OperationalError, InterfaceError) as exc:
-            log.error("Notification delivery paused: database unavailable (%s)", type(exc.orig or exc).__name__)
+            run = _one_pass(ext, http, stop)
+        except DATABASE_UNAVAILABLE as exc:
+            log.error("Notification delivery paused: database unavailable (%s)", _driver_error(exc))
             stop.wait(interval.total_seconds())
             continue
         total.delivered += run.delivered
@@ -85,12 +88,13 @@ def _deliver_forever(http: requests.Session, interval: timedelta) -> None:
 
 
 @notifications.command("list")
-@click.option("--state", "which", type=click.Choice(outbox_ops.FILTERS), default="undelivered", show_default=True)
+@click.option("--state", "which", type=click.Choice(admin.FILTERS), default="undelivered", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
-def list_notifications(which: str, limit: int) -> None:
+@with_paystore
+def list_notifications(ext: Paystore, which: str, limit: int) -> None:
     """Show notifications, newest first."""
-    with db_session() as db:
-        rows = outbox_ops.list_notifications(db, which, limit)
+    with ext.session_factory() as db:
+        rows = admin.list_notifications(db, which, limit)
 
     def state(n: object) -> str:
         return "delivered" if n.delivered_at else "dead" if n.dead_at else "waiting"  # type: ignore[attr-defined]
@@ -108,7 +112,8 @@ def list_notifications(which: str, limit: int) -> None:
 @notifications.command("replay")
 @click.argument("notification_id", required=False)
 @click.option("--dead", "all_dead", is_flag=True, help="Queue every dead notification again.")
-def replay(notification_id: str | None, all_dead: bool) -> None:
+@with_paystore
+def replay(ext: Paystore, notification_id: str | None, all_dead: bool) -> None:
     """Send notifications again, now, with a fresh 3-day retry window (same id)."""
     if bool(notification_id) == all_dead:
         raise click.UsageError("give either a NOTIFICATION_ID or --dead")
@@ -118,8 +123,8 @@ def replay(notification_id: str | None, all_dead: bool) -> None:
             ids = [uuid.UUID(notification_id)]
         except ValueError:
             raise click.BadParameter("not a notification id (a UUID)", param_hint="NOTIFICATION_ID") from None
-    with db_session() as db:
-        queued = outbox_ops.replay(db, ids)
+    with ext.session_factory() as db:
+        queued = admin.replay(db, ids)
     if ids and not queued:
         raise click.ClickException(f"no notification {notification_id}")
     click.echo(f"queued {queued} notification(s); the next deliver run sends them")

@@ -7,12 +7,11 @@ import sys
 from datetime import datetime, timedelta
 
 import click
-from flask import current_app
-from flask.cli import AppGroup, with_appcontext
 
-from paystore.cli import db_session, echo_table
-from paystore.services.reconcile import reconcile as reconcile_purchases
-from paystore.services.report import lock_report
+from paystore.cli import echo_table, with_paystore
+from paystore.extension import Paystore
+from paystore.services.purchasing.reconcile import reconcile as reconcile_purchases
+from paystore.services.reports import lock_report
 
 EXIT_REPAIRED = 3
 EXIT_ERRORS = 1
@@ -35,18 +34,17 @@ class Duration(click.ParamType):
 @click.option("--older-than", type=Duration(), default="15m", show_default=True,
               help="Only purchases pending or awaiting payment for longer than this.")
 @click.option("--dry-run", is_flag=True, help="Ask Stripe and show what would change; change nothing.")
-@with_appcontext
-def reconcile(older_than: timedelta, dry_run: bool) -> None:
+@with_paystore
+def reconcile(ext: Paystore, older_than: timedelta, dry_run: bool) -> None:
     """Apply Stripe's view of old open purchases (for a lost webhook).
 
     Exit status: 0 nothing to repair, 3 something was repaired (or would be, with --dry-run),
     1 Stripe or the lock failed for some purchase (the others were still handled), or
     STRIPE_SECRET_KEY is unset.
     """
-    ext = current_app.extensions["paystore"]
     if not ext.settings.stripe_secret_key:
         raise click.ClickException("STRIPE_SECRET_KEY is unset: reconcile must ask Stripe about each purchase; set it and retry")
-    with db_session() as db:
+    with ext.session_factory() as db:
         rows = reconcile_purchases(db, ext.gateway, ext.settings, older_than, dry_run=dry_run)
     echo_table(
         ["PURCHASE", "BEFORE", "STRIPE", "ACTION", "AFTER"],
@@ -61,16 +59,17 @@ def reconcile(older_than: timedelta, dry_run: bool) -> None:
         sys.exit(EXIT_REPAIRED)
 
 
-report = AppGroup("report", help="Reports for operators.")
+report = click.Group("report", help="Reports for operators.")
 
 
 @report.command("locks")
 @click.option("--days", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--stuck-after", type=Duration(), default="15m", show_default=True,
               help="Open purchases older than this count as stuck.")
-def locks_report(days: int, stuck_after: timedelta) -> None:
+@with_paystore
+def locks_report(ext: Paystore, days: int, stuck_after: timedelta) -> None:
     """Webhooks by lock kind, lock wait percentiles, stuck purchases."""
-    with db_session() as db:
+    with ext.session_factory() as db:
         result = lock_report(db, days, stuck_after)
 
     def ms(value: float | None) -> str:

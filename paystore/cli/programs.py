@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 import click
-from flask.cli import AppGroup
 
-from paystore.cli import db_session, echo_table
-from paystore.services import purchases
+from paystore.api.purchases import PROGRAM_ID
+from paystore.cli import echo_table, with_paystore
+from paystore.extension import Paystore
+from paystore.services.purchasing import purchases
+from paystore.services.purchasing.errors import ProgramExists
+from paystore.stripe.fields import CURRENCY
 
-programs = AppGroup("programs", help="Manage the programs on sale.")
+programs = click.Group("programs", help="Manage the programs on sale.")
 
 
 @programs.command("add")
@@ -18,23 +19,25 @@ programs = AppGroup("programs", help="Manage the programs on sale.")
 @click.option("--name", required=True, help="Name shown on the Stripe checkout page.")
 @click.option("--amount", required=True, type=click.IntRange(min=1), help="Price in minor units (cents).")
 @click.option("--currency", required=True, help="ISO 4217 code, e.g. usd.")
-def add_program(program_id: str, name: str, amount: int, currency: str) -> None:
+@with_paystore
+def add_program(ext: Paystore, program_id: str, name: str, amount: int, currency: str) -> None:
     """Put a program on sale."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", program_id):
+    if not PROGRAM_ID.fullmatch(program_id):
         raise click.BadParameter("letters, digits, _ and - only (at most 64)", param_hint="PROGRAM_ID")
-    if not re.fullmatch(r"[A-Za-z]{3}", currency):
+    if not CURRENCY.fullmatch(currency):
         raise click.BadParameter("a three-letter ISO 4217 code", param_hint="--currency")
-    with db_session() as db:
+    with ext.session_factory() as db:
         try:
             program = purchases.add_program(db, program_id, name, amount, currency)
-        except purchases.ProgramExists as exc:
+        except ProgramExists as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"added {program.id}: {program.name}, {program.amount} {program.currency}")
 
 
 @programs.command("list")
-def list_programs() -> None:
+@with_paystore
+def list_programs(ext: Paystore) -> None:
     """Show the programs on sale."""
-    with db_session() as db:
+    with ext.session_factory() as db:
         rows = purchases.list_programs(db)
     echo_table(["ID", "AMOUNT", "CUR", "NAME"], [[p.id, p.amount, p.currency, p.name] for p in rows])

@@ -16,7 +16,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, make_url
 
+from paystore.devtools.http import free_port
 from paystore.devtools.processes import stop_process_group
 
 UNPRIVILEGED_USER = "nobody"
@@ -36,12 +36,6 @@ UNPRIVILEGED_USER = "nobody"
 
 class PgBouncerFailed(RuntimeError):
     """PgBouncer exited or did not answer; the message carries the tail of its log."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _quote(value: str) -> str:
@@ -163,7 +157,7 @@ def pgbouncer(
     socket_dir = workdir if unix_socket else None
     try:
         for _attempt in range(3):  # another process may take the free port before PgBouncer binds it
-            port = _free_port()
+            port = free_port()
             ini.write_text(_ini(upstream.username, server_host, server_port, port, auth_file, pool_size, max_client_conn,
                                 socket_dir))
             if run_as:

@@ -1,0 +1,107 @@
+"""What a buyer, a bank and Stripe's Dashboard can do to a checkout session of the stand-in.
+
+Each action moves the stored objects on (so that `GET checkout/sessions/<id>` and
+`GET payment_intents/<id>` agree with the events, as paystore's return page and reconcile rely on)
+and returns the events real Stripe would send for it, in Stripe's shapes; the stand-in delivers
+them signed. Only the event types paystore subscribes to are produced.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from paystore.devtools.standin import objects
+from paystore.devtools.standin.state import StandInState
+
+
+class ActionRefused(Exception):
+    """The action does not apply to the session in its current state (the message says why)."""
+
+
+class PaymentActions:
+    """The buttons of the stand-in's pages, given the state they act on."""
+
+    def __init__(self, state: StandInState) -> None:
+        self.state = state
+
+    def _require(self, session_id: str, ok: bool, why: str) -> None:
+        if not ok:
+            raise ActionRefused(f"{session_id}: {why}")
+
+    def _open(self, session_id: str) -> None:
+        status = self.state.snapshot(session_id).session["status"]
+        self._require(session_id, status == "open", f"the session is {status}, not open")
+
+    def _new_charge(self, session: dict[str, Any]) -> dict[str, Any]:
+        charge = objects.charge(session["payment_intent"], session["amount_total"] or 0, 0, session["currency"] or "usd")
+        charge.update(created=int(time.time()), captured=True, paid=True, status="succeeded", livemode=session["livemode"])
+        with self.state.lock:
+            self.state.charges[session["payment_intent"]] = charge
+        return copy.deepcopy(charge)
+
+    # ------------------------------------------------------------------ buyer, on the checkout page
+    def pay_by_card(self, session_id: str) -> list[dict[str, Any]]:
+        self._open(session_id)
+        session = self.state.settle(session_id, payment_status="paid")
+        self._new_charge(session)
+        return [objects.event("checkout.session.completed", session)]
+
+    def pay_by_bank_debit(self, session_id: str) -> list[dict[str, Any]]:
+        """Checkout completes, the money is not in yet: complete/unpaid, payment intent processing."""
+        self._open(session_id)
+        session = self.state.settle(session_id, payment_status="unpaid", intent_status="processing")
+        return [objects.event("checkout.session.completed", session)]
+
+    def expire(self, session_id: str) -> list[dict[str, Any]]:
+        self._open(session_id)
+        session = self.state.settle(session_id, status="expired", payment_status="unpaid")
+        return [objects.event("checkout.session.expired", session)]
+
+    # ------------------------------------------------------------------ the bank, for a bank debit
+    def settle_bank_debit(self, session_id: str, *, succeeded: bool) -> list[dict[str, Any]]:
+        self._require(session_id, self.state.snapshot(session_id).intent_status == "processing", "no bank debit is processing")
+        if not succeeded:
+            session = self.state.settle(session_id, payment_status="unpaid", intent_status="requires_payment_method")
+            return [objects.event("checkout.session.async_payment_failed", session)]
+        session = self.state.settle(session_id, payment_status="paid", intent_status="succeeded")
+        self._new_charge(session)
+        return [objects.event("checkout.session.async_payment_succeeded", session)]
+
+    # ------------------------------------------------------------------ the Dashboard, after payment
+    def _paid_charge(self, session_id: str) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+        snapshot = self.state.snapshot(session_id)
+        self._require(session_id, snapshot.charge is not None, "the session is not paid")
+        return snapshot.session["payment_intent"], snapshot.charge, snapshot.dispute  # type: ignore[return-value]
+
+    def refund(self, session_id: str, amount: int | None = None) -> list[dict[str, Any]]:
+        """Refund `amount` (default: all that is left); the event carries the cumulative total."""
+        intent, charge, _ = self._paid_charge(session_id)
+        left = charge["amount"] - charge["amount_refunded"]
+        amount = left if amount is None else amount
+        self._require(session_id, 0 < amount <= left, f"a refund must be between 1 and {left} (what is left)")
+        with self.state.lock:
+            stored = self.state.charges[intent]
+            stored["amount_refunded"] += amount
+            stored["refunded"] = stored["amount_refunded"] >= stored["amount"]
+            charge = copy.deepcopy(stored)
+        return [objects.event("charge.refunded", charge)]
+
+    def open_dispute(self, session_id: str) -> list[dict[str, Any]]:
+        intent, charge, dispute = self._paid_charge(session_id)
+        self._require(session_id, dispute is None, "the charge is already disputed (a charge has one dispute)")
+        dispute = objects.dispute(intent, "needs_response", amount=charge["amount"])
+        dispute.update(charge=charge["id"], currency=charge["currency"], created=int(time.time()), livemode=charge["livemode"])
+        with self.state.lock:
+            self.state.disputes[intent] = dispute
+            self.state.charges[intent]["disputed"] = True
+        return [objects.event("charge.dispute.created", dispute)]
+
+    def close_dispute(self, session_id: str, *, won: bool) -> list[dict[str, Any]]:
+        intent, _, dispute = self._paid_charge(session_id)
+        self._require(session_id, dispute is not None and dispute["status"] == "needs_response", "no dispute is open")
+        with self.state.lock:
+            self.state.disputes[intent]["status"] = "won" if won else "lost"
+            dispute = copy.deepcopy(self.state.disputes[intent])
+        return [objects.event("charge.dispute.closed", dispute)]

@@ -1,0 +1,118 @@
+"""What the stand-in remembers (sessions, payment intents, charges, disputes, the calls it got, the
+webhooks its pages sent), and the faults a test asks it to inject. One lock guards it all; every
+read hands out copies."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paystore.devtools.standin import objects
+
+
+@dataclass
+class Faults:
+    """How the stand-in misbehaves, as a test sets it."""
+
+    # per create call: an HTTP status, "hang" (until reset or 60 s), or "drop" (create the
+    # session, then cut the connection without answering: the network failed mid-request)
+    create: deque[int | str] = field(default_factory=deque)
+    create_delay_s: float = 0.0
+    retrieve: dict[str, int] = field(default_factory=dict)  # session id -> HTTP status
+    # Runs after a session is created, before the create call is answered: e.g. pay the session
+    # and deliver its webhook first, the worst timing real Stripe can produce.
+    before_create_response: Callable[[dict[str, Any]], None] | None = None
+    release_hung: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent copy of one session and what hangs off it."""
+
+    session: dict[str, Any]
+    intent_status: str | None
+    charge: dict[str, Any] | None
+    dispute: dict[str, Any] | None
+
+
+class StandInState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.payment_intents: dict[str, str] = {}  # id -> status
+        self.payment_intent_params: dict[str, dict[str, Any]] = {}  # session id -> its payment_intent_data
+        self.charges: dict[str, dict[str, Any]] = {}  # payment intent id -> its charge
+        self.disputes: dict[str, dict[str, Any]] = {}  # payment intent id -> its dispute
+        self.line_items: dict[str, dict[str, Any]] = {}  # session id -> what the checkout page shows
+        self.deliveries: list[dict[str, Any]] = []  # webhooks sent by the pages, with paystore's answer
+        self.create_calls: list[dict[str, Any]] = []
+        self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def add_session(self, session: dict[str, Any], params: dict[str, Any]) -> None:
+        item = (params.get("line_items") or [{}])[0]
+        name = ((item.get("price_data") or {}).get("product_data") or {}).get("name")
+        with self.lock:
+            self.sessions[session["id"]] = copy.deepcopy(session)
+            self.line_items[session["id"]] = {"name": name, "amount": session["amount_total"]}
+            self.payment_intent_params[session["id"]] = dict(params.get("payment_intent_data") or {})
+
+    def settle(
+        self, session_id: str, *, status: str = "complete", payment_status: str = "paid", intent_status: str | None = None
+    ) -> dict[str, Any]:
+        """Move a stored session on (a buyer paid, a delayed payment began or failed, it expired).
+
+        A session completed with a delayed method stays complete/unpaid; its payment intent is
+        `processing`, then `succeeded` or (after a failure) `requires_payment_method`.
+        """
+        with self.lock:
+            session = self.sessions[session_id]
+            session.update(status=status, payment_status=payment_status)
+            if status == "complete" and not session.get("payment_intent"):
+                session["payment_intent"] = objects.stripe_id("pi")
+            if session.get("payment_intent"):
+                default = "succeeded" if payment_status == "paid" else "processing"
+                self.payment_intents[session["payment_intent"]] = intent_status or default
+            if status != "open":
+                session["url"] = None
+            return copy.deepcopy(session)
+
+    def snapshot(self, session_id: str) -> Snapshot:
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if session is None:
+                raise KeyError(session_id)
+            intent = session.get("payment_intent")
+            return Snapshot(
+                session=copy.deepcopy(session),
+                intent_status=self.payment_intents.get(intent) if intent else None,
+                charge=copy.deepcopy(self.charges.get(intent)) if intent else None,
+                dispute=copy.deepcopy(self.disputes.get(intent)) if intent else None,
+            )
+
+    def all_sessions(self) -> list[dict[str, Any]]:
+        """Newest first."""
+        with self.lock:
+            return sorted(copy.deepcopy(list(self.sessions.values())), key=lambda s: s["created"], reverse=True)
+
+    def payment_intent(self, intent_id: str) -> dict[str, Any] | None:
+        """The payment intent as `GET /v1/payment_intents/<id>` answers it, or None."""
+        with self.lock:
+            if intent_id not in self.payment_intents:
+                return None
+            session = next((s for s in self.sessions.values() if s.get("payment_intent") == intent_id), None)
+            params = self.payment_intent_params.get(session["id"], {}) if session else {}
+            charge_id = (self.charges.get(intent_id) or {}).get("id")
+            return objects.payment_intent(intent_id, self.payment_intents[intent_id], session, params, charge_id)
+
+    def record_delivery(self, session_id: str, event: dict[str, Any], answer: str) -> None:
+        with self.lock:
+            self.deliveries.append({"session_id": session_id, "event_id": event["id"], "type": event["type"],
+                                    "answer": answer})
+
+    def deliveries_for(self, session_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(d) for d in self.deliveries if d["session_id"] == session_id]

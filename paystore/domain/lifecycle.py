@@ -1,0 +1,171 @@
+"""Purchase states as a function of what Stripe has told us, so that order never matters.
+
+Stripe does not order its deliveries. Instead of moving a state machine one event at a time,
+each event adds a *fact* to the purchase (the payment succeeded, £x was refunded, the dispute
+was lost), every fact only ever moves forward, and the status is derived from all facts. Two
+deliveries of the same set of events in any order therefore end in the same status, and an event
+that tells us nothing new changes nothing (outcome `stale`). Callers hold the purchase's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from paystore.domain.outcome import Outcome
+from paystore.domain.purchase import DisputeFact, PaymentFact, Purchase, PurchaseStatus
+from paystore.stripe.objects import Charge, CheckoutSession, Dispute
+
+log = logging.getLogger(__name__)
+
+SESSION_COMPLETED = "checkout.session.completed"
+SESSION_ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
+SESSION_ASYNC_FAILED = "checkout.session.async_payment_failed"
+SESSION_EXPIRED = "checkout.session.expired"
+SESSION_EVENTS = (SESSION_COMPLETED, SESSION_ASYNC_SUCCEEDED, SESSION_ASYNC_FAILED, SESSION_EXPIRED)
+
+
+def derive_status(purchase: Purchase) -> PurchaseStatus:
+    if purchase.review_reason:
+        return PurchaseStatus.NEEDS_REVIEW
+    if purchase.payment != PaymentFact.PAID:
+        return {
+            PaymentFact.NONE: PurchaseStatus.PENDING,
+            PaymentFact.AWAITING: PurchaseStatus.AWAITING_PAYMENT,
+            PaymentFact.FAILED: PurchaseStatus.FAILED,
+            PaymentFact.EXPIRED: PurchaseStatus.EXPIRED,
+        }[purchase.payment]
+    if purchase.dispute == DisputeFact.LOST:
+        return PurchaseStatus.DISPUTE_LOST
+    if purchase.refunded_amount >= purchase.amount:
+        return PurchaseStatus.REFUNDED
+    if purchase.dispute == DisputeFact.OPEN:
+        return PurchaseStatus.DISPUTED
+    return PurchaseStatus.COMPLETED
+
+
+@dataclass(frozen=True)
+class _Facts:
+    payment: PaymentFact
+    refunded_amount: int
+    dispute: DisputeFact | None
+    review_reason: str | None
+    payment_intent_id: str | None
+
+    @classmethod
+    def of(cls, p: Purchase) -> _Facts:
+        return cls(p.payment, p.refunded_amount, p.dispute, p.review_reason, p.stripe_payment_intent_id)
+
+
+def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) -> Outcome:
+    """Let `learn` add facts, re-derive the status, and name the outcome of the event."""
+    before, status_before = _Facts.of(purchase), purchase.status
+    learn(purchase)
+    purchase.status = derive_status(purchase)
+    if purchase.payment == PaymentFact.PAID and not purchase.review_reason and purchase.completed_at is None:
+        purchase.completed_at = datetime.now(UTC)
+    if purchase.status == PurchaseStatus.NEEDS_REVIEW and status_before != PurchaseStatus.NEEDS_REVIEW:
+        log.error(
+            "Purchase %s needs review (nothing granted): %s (%s)", purchase.id, purchase.review_reason, cause,
+            extra={"purchase_id": str(purchase.id), "status_to": str(purchase.status), "cause": cause},
+        )
+    if purchase.status != status_before:
+        log.info(
+            "Purchase %s: %s -> %s (%s)", purchase.id, status_before, purchase.status, cause,
+            extra={"purchase_id": str(purchase.id), "status_from": status_before,
+                   "status_to": str(purchase.status), "cause": cause},
+        )
+        return Outcome.moved_to(purchase.status)
+    after = _Facts.of(purchase)
+    if after.refunded_amount > before.refunded_amount:
+        return Outcome.PARTIALLY_REFUNDED
+    return Outcome.RECORDED if after != before else Outcome.STALE
+
+
+def session_mismatch(purchase: Purchase, session: CheckoutSession, stripe_livemode: bool) -> str | None:
+    """Why this session cannot complete this purchase (the server decides the price), or None."""
+    problems = []
+    if session.amount_total != purchase.amount:
+        problems.append(f"amount {session.amount_total} != {purchase.amount}")
+    if session.currency != purchase.currency:
+        problems.append(f"currency {session.currency} != {purchase.currency}")
+    if session.livemode != purchase.livemode or session.livemode != stripe_livemode:
+        problems.append(f"livemode {session.livemode} != {purchase.livemode} (key live: {stripe_livemode})")
+    if purchase.stripe_session_id and session.id != purchase.stripe_session_id:
+        problems.append(f"session {session.id} != {purchase.stripe_session_id}")
+    return "; ".join(problems) or None
+
+
+def learn_from_session(event_type: str, session: CheckoutSession, stripe_livemode: bool) -> Callable[[Purchase], None]:
+    def learn(p: Purchase) -> None:
+        if session.payment_intent_id and not p.stripe_payment_intent_id:
+            p.stripe_payment_intent_id = session.payment_intent_id
+        if event_type == SESSION_EXPIRED:
+            if p.payment == PaymentFact.NONE:
+                p.payment = PaymentFact.EXPIRED
+            return
+        if event_type != SESSION_ASYNC_FAILED:  # a failure grants nothing: no price to check
+            mismatch = session_mismatch(p, session, stripe_livemode)
+            if mismatch and not p.review_reason:
+                p.review_reason = mismatch
+        undecided = (PaymentFact.NONE, PaymentFact.AWAITING)
+        paid = event_type == SESSION_ASYNC_SUCCEEDED or (
+            event_type == SESSION_COMPLETED and session.payment_status in ("paid", "no_payment_required")
+        )
+        if paid and p.payment in undecided:
+            p.payment = PaymentFact.PAID
+        elif event_type == SESSION_ASYNC_FAILED and p.payment in undecided:
+            p.payment = PaymentFact.FAILED
+        elif event_type == SESSION_COMPLETED and p.payment == PaymentFact.NONE:
+            p.payment = PaymentFact.AWAITING
+
+    return learn
+
+
+def learn_from_refund(charge: Charge) -> Callable[[Purchase], None]:
+    def learn(p: Purchase) -> None:
+        # amount_refunded is cumulative, so the largest value seen is the truth in any order.
+        p.refunded_amount = max(p.refunded_amount, charge.amount_refunded)
+
+    return learn
+
+
+def learn_from_dispute(dispute: Dispute, closed: bool) -> Callable[[Purchase], None]:
+    def learn(p: Purchase) -> None:
+        if p.dispute in (DisputeFact.WON, DisputeFact.LOST):
+            return  # a closed dispute stays closed; a late `created` is stale
+        opening = not closed and dispute.status not in ("won", "warning_closed", "lost")
+        if opening and (p.dispute == DisputeFact.OPEN or p.refunded_amount >= p.amount):
+            return  # already open, or the charge is refunded in full: nothing can change
+        if p.dispute_id is None:
+            p.dispute_id = dispute.id
+        if closed:
+            p.dispute = DisputeFact.LOST if dispute.status == "lost" else DisputeFact.WON
+        elif dispute.status in ("won", "warning_closed"):
+            p.dispute = DisputeFact.WON
+        elif dispute.status == "lost":
+            p.dispute = DisputeFact.LOST
+        else:
+            p.dispute = DisputeFact.OPEN
+
+    return learn
+
+
+def snapshot_event_type(session: CheckoutSession, payment_intent_status: str | None = None) -> str | None:
+    """The event a retrieved session amounts to (reconcile, lapsed checkout), or None if open.
+
+    A session completed with a delayed method stays `complete`/`unpaid` whether the payment
+    later fails or not; only its payment intent tells (`requires_payment_method` or `canceled`
+    after a failure).
+    """
+    if session.status == "expired":
+        return SESSION_EXPIRED
+    if session.status != "complete":
+        return None
+    if session.payment_status == "unpaid" and payment_intent_status == "succeeded":
+        return SESSION_ASYNC_SUCCEEDED
+    if session.payment_status == "unpaid" and payment_intent_status in ("requires_payment_method", "canceled"):
+        return SESSION_ASYNC_FAILED
+    return SESSION_COMPLETED

@@ -1,0 +1,170 @@
+"""POST /webhooks/stripe: apply one verified Stripe event exactly once, under the purchase lock."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from paystore.config import Settings
+from paystore.domain import lifecycle
+from paystore.domain.outcome import Outcome
+from paystore.errors import Refusal
+from paystore.services.stripe_events import recovery
+from paystore.services.stripe_events.errors import PurchaseNotYetKnown
+from paystore.store import DATABASE_UNAVAILABLE, events, locks, purchases
+from paystore.stripe.errors import InvalidStripeObject
+from paystore.stripe.objects import Charge, CheckoutSession, Dispute, Event
+
+log = logging.getLogger(__name__)
+
+REFUND_EVENTS = ("charge.refunded",)
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    outcome: Outcome
+    purchase_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What an event is about (its parsed object), which purchase, and the lock that guards it."""
+
+    obj: CheckoutSession | Charge | Dispute | None = None
+    lock_key: str | None = None
+    purchase_id: uuid.UUID | None = None
+
+    @property
+    def legacy(self) -> bool:
+        """A session created before paystore: no metadata.purchase_id."""
+        return isinstance(self.obj, CheckoutSession) and self.purchase_id is None
+
+
+def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    """Record the event and apply it in one transaction, or raise and change nothing.
+
+    A refusal (bad input, lock timeout, a purchase not known yet, the database away) changes
+    nothing and records nothing: Stripe retries it. If the handling itself raises, the effect
+    rolls back and the event is recorded `failed` with the error, in a transaction of its own,
+    so that Stripe's retry or `paystore events replay` can finish it (a failed record is not a
+    duplicate).
+    """
+    try:
+        return _handle(db, settings, event)
+    except (Refusal, *DATABASE_UNAVAILABLE):
+        raise
+    except Exception as exc:
+        _record_failure(db, event, exc)
+        raise
+
+
+def _record_failure(db: Session, event: Event, exc: Exception) -> None:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    log.error("Handling of %s %s failed; recorded as failed for retry or replay: %s", event.type, event.id, error)
+    try:
+        with db.begin():
+            events.record_failure(db, event, error)
+    except Exception:
+        log.exception("Could not record the failure of %s; Stripe will retry it", event.id)
+
+
+def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    with db.begin():
+        if event.livemode != settings.stripe_livemode:
+            return _refuse_other_mode(db, settings, event)
+        target = _target(db, event)
+        wait_ms = None
+        if target.lock_key is not None:
+            wait_ms = locks.take_xact_lock(db, target.lock_key, settings.lock_timeout_ms)
+            _log_lock(target, wait_ms)
+        record_id = events.record_arrival(db, event, target.lock_key, wait_ms)
+        if record_id is None:
+            return WebhookResult(Outcome.DUPLICATE, target.purchase_id)
+        outcome, purchase_id = _apply(db, settings, event, target)
+        purchase_id = purchase_id or target.purchase_id
+        events.record_outcome(db, record_id, outcome, purchase_id)
+    return WebhookResult(outcome, purchase_id)
+
+
+def _refuse_other_mode(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    """An event of the other mode (a test event at a live key, or the reverse) must change
+    nothing. It is recorded, so Stripe stops resending it and an operator can see it."""
+    record_id = events.record_arrival(db, event, None, None)
+    if record_id is None:
+        return WebhookResult(Outcome.DUPLICATE)
+    log.error("Event %s is livemode=%s but the key is livemode=%s: recorded, not applied",
+              event.id, event.livemode, settings.stripe_livemode)
+    events.record_outcome(db, record_id, Outcome.WRONG_MODE, None)
+    return WebhookResult(Outcome.WRONG_MODE)
+
+
+def _target(db: Session, event: Event) -> _Target:
+    if event.type in lifecycle.SESSION_EVENTS:
+        session = CheckoutSession.from_dict(event.object)
+        raw_id = session.metadata.get("purchase_id")
+        if raw_id is None:
+            return _Target(session, locks.legacy_session_lock_key(session.id))
+        try:
+            purchase_id = uuid.UUID(raw_id)
+        except ValueError:
+            raise InvalidStripeObject("checkout.session.metadata.purchase_id is not a UUID") from None
+        return _Target(session, locks.purchase_lock_key(purchase_id), purchase_id)
+    if event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
+        obj = Charge.from_dict(event.object) if event.type in REFUND_EVENTS else Dispute.from_dict(event.object)
+        purchase_id = purchases.id_for_payment_intent(db, obj.payment_intent_id) if obj.payment_intent_id else None
+        if purchase_id is None:
+            # Completion (which records the payment intent) has not been applied yet.
+            raise PurchaseNotYetKnown(f"no purchase for payment intent {obj.payment_intent_id}")
+        return _Target(obj, locks.purchase_lock_key(purchase_id), purchase_id)
+    return _Target()
+
+
+def _log_lock(target: _Target, wait_ms: float) -> None:
+    if target.legacy:
+        log.info("Using legacy lock (no purchase_id): %s (waited %.1f ms)", target.lock_key, wait_ms)
+    else:
+        log.info("Using unified lock: %s (waited %.1f ms)", target.lock_key, wait_ms)
+
+
+def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[Outcome, uuid.UUID | None]:
+    """Add the event's facts to its purchase and write the change (with its notification)."""
+    obj = target.obj
+    if isinstance(obj, CheckoutSession):
+        tracked = _load_for_session(db, settings, target, obj)
+        if tracked is None:
+            return recovery.recover_purchase(db, settings, event.type, obj, target.purchase_id)
+        learn = lifecycle.learn_from_session(event.type, obj, settings.stripe_livemode)
+    elif isinstance(obj, Charge | Dispute):
+        tracked = purchases.load(db, target.purchase_id)
+        if tracked is None:
+            raise PurchaseNotYetKnown(f"purchase {target.purchase_id} is not in the database")
+        if isinstance(obj, Charge):
+            learn = lifecycle.learn_from_refund(obj)
+        else:
+            learn = lifecycle.learn_from_dispute(obj, closed=event.type == "charge.dispute.closed")
+    else:
+        return Outcome.IGNORED, None
+    outcome = lifecycle.apply(tracked.purchase, learn, cause=f"{event.type} {event.id}")
+    purchases.write(db, tracked)
+    return outcome, tracked.purchase.id
+
+
+def _load_for_session(
+    db: Session, settings: Settings, target: _Target, session: CheckoutSession
+) -> purchases.Tracked | None:
+    if target.purchase_id is not None:
+        return purchases.load(db, target.purchase_id)
+    purchase_id = purchases.id_for_session(db, session.id)
+    if purchase_id is None:
+        # A legacy checkout may not have committed yet: answer 5xx, record nothing, and let
+        # Stripe's retry find it.
+        raise PurchaseNotYetKnown(f"no purchase for legacy session {session.id}")
+    # The legacy lock only serializes events of this session. Charge and dispute events,
+    # reconcile and checkout write the same row under the purchase lock, so take it too
+    # (always legacy first, then purchase: nothing takes them the other way round).
+    locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
+    return purchases.load(db, purchase_id)

@@ -1,0 +1,125 @@
+"""The few Stripe objects paystore reads, parsed from plain dicts (API answers or event payloads).
+
+Parsing is strict about what paystore relies on and ignores everything else, so Stripe may add
+fields freely. A missing or mistyped field raises `InvalidStripeObject` (HTTP 400 for a webhook),
+and so does a field paystore reads (and may store) that PostgreSQL could not store: a string
+with NUL or a lone surrogate, an id or amount wider than its column. Fields paystore does not
+read are never refused: the event's stored payload has their unstorable characters replaced
+(paystore.inputs.storable_document), so that the event can still be recorded and handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from paystore.inputs import storable_document
+from paystore.stripe import fields as read
+from paystore.stripe.errors import InvalidStripeObject
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    id: str
+    url: str | None
+    status: str | None
+    payment_status: str
+    amount_total: int | None
+    currency: str | None
+    livemode: bool
+    payment_intent_id: str | None
+    expires_at: datetime | None
+    metadata: dict[str, str]
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> CheckoutSession:
+        session_id = read.stripe_id(obj, "id")
+        if not session_id.startswith("cs_"):
+            raise InvalidStripeObject("checkout.session.id must start with cs_")
+        return cls(
+            id=session_id,
+            url=read.field(obj, "url", str, optional=True),
+            status=read.field(obj, "status", str, optional=True),
+            payment_status=read.field(obj, "payment_status", str),
+            amount_total=read.field(obj, "amount_total", int, optional=True),
+            currency=read.currency(obj, optional=True),
+            livemode=read.livemode(obj),
+            payment_intent_id=read.expandable_id(obj, "payment_intent"),
+            expires_at=read.timestamp(obj.get("expires_at")),
+            metadata=read.metadata(obj),
+        )
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    payment_intent_id: str | None
+    amount: int
+    amount_refunded: int
+    currency: str
+    livemode: bool
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Charge:
+        return cls(
+            id=read.stripe_id(obj, "id"),
+            payment_intent_id=read.expandable_id(obj, "payment_intent"),
+            amount=read.field(obj, "amount", int),
+            amount_refunded=read.field(obj, "amount_refunded", int),
+            currency=read.currency(obj) or "",
+            livemode=read.livemode(obj),
+        )
+
+
+@dataclass(frozen=True)
+class Dispute:
+    id: str
+    payment_intent_id: str | None
+    status: str
+    livemode: bool
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Dispute:
+        return cls(
+            id=read.stripe_id(obj, "id"),
+            payment_intent_id=read.expandable_id(obj, "payment_intent"),
+            status=read.field(obj, "status", str),
+            livemode=read.livemode(obj),
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    livemode: bool
+    object: dict[str, Any]
+    payload: dict[str, Any]  # as stored: unstorable characters of unread fields replaced
+    altered_strings: int = 0
+    payload_json: str | None = field(default=None, compare=False, repr=False)  # `payload` as JSON text
+
+    @classmethod
+    def from_dict(cls, payload: Any, received: str | None = None) -> Event:
+        """`received`: the JSON text `payload` was parsed from (by `loads_bounded`), if any."""
+        if not isinstance(payload, dict) or payload.get("object") != "event":
+            raise InvalidStripeObject("the body is not a Stripe event object")
+        event_id = read.field(payload, "id", str)
+        if not event_id.startswith("evt_") or not read.STRIPE_ID.fullmatch(event_id):
+            raise InvalidStripeObject("event.id must be an evt_ id")
+        data = payload.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+            raise InvalidStripeObject("event.data.object is missing")
+        event_type = read.field(payload, "type", str)
+        if len(event_type) > 128:
+            raise InvalidStripeObject("event.type is longer than 128")
+        stored, altered, stored_json = storable_document(payload, received)
+        return cls(
+            id=event_id,
+            type=event_type,
+            livemode=read.livemode(payload),
+            object=data["object"],
+            payload=stored,
+            altered_strings=altered,
+            payload_json=stored_json,
+        )

@@ -1,0 +1,46 @@
+"""docs/DESIGN.md's state table as data: run against `lifecycle.apply` directly (tests/unit) and,
+for a few rows, end to end through HTTP, the stand-in and PostgreSQL (tests/test_lifecycle.py)."""
+
+# (events before, the event, expected outcome, expected status) — one row per table line.
+STATE_TABLE = [
+    ([], "completed_paid", "completed", "completed"),
+    ([], "completed_unpaid", "awaiting_payment", "awaiting_payment"),
+    ([], "async_succeeded", "completed", "completed"),
+    (["completed_unpaid"], "async_succeeded", "completed", "completed"),
+    ([], "async_failed", "payment_failed", "failed"),
+    (["completed_unpaid"], "async_failed", "payment_failed", "failed"),
+    ([], "expired", "expired", "expired"),
+    (["completed_paid"], "refund_full", "refunded", "refunded"),
+    (["completed_paid", "dispute_created"], "refund_full", "refunded", "refunded"),
+    (["completed_paid"], "refund_partial", "partially_refunded", "completed"),
+    (["completed_paid"], "dispute_created", "disputed", "disputed"),
+    (["completed_paid", "dispute_created"], "dispute_lost", "dispute_lost", "dispute_lost"),
+    (["completed_paid"], "dispute_lost", "dispute_lost", "dispute_lost"),
+    (["completed_paid", "dispute_created"], "dispute_won", "completed", "completed"),
+]
+
+
+# (events that happened, a late or replayed event, the status that must stay)
+BACKWARDS = [
+    (["completed_paid"], "expired", "completed"),
+    (["completed_paid"], "async_failed", "completed"),
+    (["completed_paid"], "completed_unpaid", "completed"),
+    (["async_failed"], "completed_unpaid", "failed"),
+    (["async_failed"], "expired", "failed"),
+    (["completed_paid", "refund_full"], "async_succeeded", "refunded"),
+    (["completed_paid", "refund_full"], "completed_paid", "refunded"),
+    (["completed_paid", "refund_full"], "refund_partial", "refunded"),
+    (["completed_paid", "refund_full"], "dispute_created", "refunded"),
+    (["completed_paid", "dispute_lost"], "dispute_created", "dispute_lost"),
+    (["completed_paid", "dispute_lost"], "dispute_won", "dispute_lost"),
+    (["completed_paid", "dispute_created", "dispute_won"], "dispute_created", "completed"),
+    (["completed_paid", "dispute_won"], "dispute_created", "completed"),
+    (["expired"], "expired", "expired"),
+]
+
+# (a change to the completed session, why it needs review)
+MISMATCHES = [
+    ({"amount_total": 100}, "amount 100 != 4900"),
+    ({"currency": "eur"}, "currency eur != usd"),
+    ({"livemode": True}, "livemode True != False"),
+]
