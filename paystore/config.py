@@ -42,6 +42,27 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+    return raw
+
+
+TAX_BEHAVIORS = ("exclusive", "inclusive")
+
+
 def threads_from_env(env: Mapping[str, str] | None = None) -> int:
     """PAYSTORE_THREADS: gunicorn.conf.py reads it too, so threads and pool always agree."""
     return _int(os.environ if env is None else env, "PAYSTORE_THREADS", Settings.threads, 1)
@@ -76,6 +97,18 @@ class Settings:
     # Where notifications are POSTed, and the secrets that sign them (several during rotation).
     notify_url: str | None = field(default=None, repr=False)
     notify_secrets: tuple[str, ...] = field(default=(), repr=False)
+    # Checkout features, for every program unless the program says otherwise (paystore programs).
+    allow_promotion_codes: bool = False
+    automatic_tax: bool = False  # Stripe Tax computes the tax from the buyer's address
+    tax_behavior: str = "exclusive"  # with automatic tax: the price excludes tax (added) or includes it
+    tax_code: str | None = None  # Stripe's product tax code; None: the account's default
+    # The buyer: one Stripe Customer per user (receipts, saved details, one customer in the
+    # Dashboard instead of a guest per checkout), the receipt sent to the email checkout was
+    # given, an invoice for the payment, and the buyer's tax id (companies paying for staff).
+    stripe_customers: bool = True
+    receipt_email: bool = True
+    invoice_creation: bool = False
+    tax_id_collection: bool = False
 
     @property
     def stripe_livemode(self) -> bool:
@@ -106,6 +139,14 @@ class Settings:
             return_url=env.get("PAYSTORE_RETURN_URL") or None,
             notify_url=env.get("PAYSTORE_NOTIFY_URL") or None,
             notify_secrets=_split_list(env.get("PAYSTORE_NOTIFY_SECRET")),
+            allow_promotion_codes=_bool(env, "PAYSTORE_ALLOW_PROMOTION_CODES", defaults.allow_promotion_codes),
+            automatic_tax=_bool(env, "PAYSTORE_AUTOMATIC_TAX", defaults.automatic_tax),
+            tax_behavior=_choice(env, "PAYSTORE_TAX_BEHAVIOR", defaults.tax_behavior, TAX_BEHAVIORS),
+            tax_code=env.get("PAYSTORE_TAX_CODE") or None,
+            stripe_customers=_bool(env, "PAYSTORE_STRIPE_CUSTOMERS", defaults.stripe_customers),
+            receipt_email=_bool(env, "PAYSTORE_RECEIPT_EMAIL", defaults.receipt_email),
+            invoice_creation=_bool(env, "PAYSTORE_INVOICE_CREATION", defaults.invoice_creation),
+            tax_id_collection=_bool(env, "PAYSTORE_TAX_ID_COLLECTION", defaults.tax_id_collection),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from paystore.models import NotificationRow, PurchaseRow, StripeEventRow
+from paystore.models import CustomerRow, NotificationRow, PurchaseRow, StripeEventRow
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -76,7 +76,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 # Written only through paystore.store, whose purchase writer adds the shop's notification to every
 # status change in the same statement. An ORM flush of one of these would bypass that rule.
-_STORE_ONLY = (PurchaseRow, NotificationRow, StripeEventRow)
+_STORE_ONLY = (PurchaseRow, NotificationRow, StripeEventRow, CustomerRow)
 
 
 class WriteBehindTheStore(RuntimeError):

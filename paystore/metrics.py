@@ -23,6 +23,10 @@ LOCK_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 webhook_events = Counter(
     "paystore_webhook_events_total", "Stripe webhook deliveries by event type and outcome", ["type", "outcome"]
 )
+webhook_api_version_mismatch = Counter(
+    "paystore_webhook_api_version_mismatch_total",
+    "Webhook deliveries rendered in another Stripe API version than paystore's pinned one", ["version"],
+)
 lock_wait = Histogram(
     "paystore_lock_wait_seconds", "Time spent waiting for an advisory lock", ["kind"], buckets=LOCK_WAIT_BUCKETS
 )

@@ -83,10 +83,16 @@ class ProgramRow(Base):
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
+    # None: the deployment's setting applies (paystore.domain.program).
+    allow_promotion_codes: Mapped[bool | None] = mapped_column(Boolean)
+    automatic_tax: Mapped[bool | None] = mapped_column(Boolean)
+    tax_behavior: Mapped[str | None] = mapped_column(String(16))
+    tax_code: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency_iso_lower"),
+        CheckConstraint("tax_behavior IN ('exclusive', 'inclusive')", name="tax_behavior_known"),
     )
 
 
@@ -113,6 +119,15 @@ class PurchaseRow(Base):
     dispute_id: Mapped[str | None] = mapped_column(String(255))
     dispute: Mapped[DisputeFact | None] = mapped_column(String(16))
     review_reason: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(String(254))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
+    tax_behavior: Mapped[str | None] = mapped_column(String(16))
+    amount_total: Mapped[int | None] = mapped_column(Integer)
+    amount_discount: Mapped[int | None] = mapped_column(Integer)
+    amount_tax: Mapped[int | None] = mapped_column(Integer)
+    discount: Mapped[str | None] = mapped_column(String(255))
+    presentment_amount: Mapped[int | None] = mapped_column(Integer)
+    presentment_currency: Mapped[str | None] = mapped_column(String(3))
 
     __table_args__ = (
         Index(
@@ -129,6 +144,17 @@ class PurchaseRow(Base):
             postgresql_where=text(f"status IN ({', '.join(repr(str(s)) for s in OPEN_STATUSES)})"),
         ),
     )
+
+
+class CustomerRow(Base):
+    """The user's Stripe Customer, one per user and mode, made on their first checkout."""
+
+    __tablename__ = "customers"
+
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    livemode: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    stripe_customer_id: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
 
 
 class StripeEventRow(Base):

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import stripe  # noqa: E402
 
 from paystore.devtools.standin import StripeStandIn  # noqa: E402
+from paystore.stripe.calls import CheckoutRequest  # noqa: E402
 from paystore.stripe.errors import StripeUnavailable  # noqa: E402
-from paystore.stripe.gateway import CheckoutRequest, StripeGateway  # noqa: E402
+from paystore.stripe.gateway import StripeGateway  # noqa: E402
 
 BACKOFF_S = 0.5  # stripe-python's first retry delay (HTTPClient.INITIAL_DELAY; never less)
 

@@ -40,7 +40,11 @@ BACKWARDS = [
 
 # (a change to the completed session, why it needs review)
 MISMATCHES = [
-    ({"amount_total": 100}, "amount 100 != 4900"),
+    ({"amount_subtotal": 100, "amount_total": 100}, "subtotal 100 != price 4900"),
+    ({"amount_total": 100}, "total 100 != subtotal 4900 - discount 0 + exclusive tax 0"),
+    ({"total_details": {"amount_discount": 490, "amount_shipping": 0, "amount_tax": 0}},
+     "total 4900 != subtotal 4900 - discount 490 + exclusive tax 0"),
     ({"currency": "eur"}, "currency eur != usd"),
     ({"livemode": True}, "livemode True != False"),
+    ({"metadata": {"program_id": "prog_rust"}}, "program prog_rust != prog_py101"),
 ]

@@ -23,7 +23,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 from werkzeug.serving import make_server
 
 from paystore import create_app
@@ -63,6 +63,9 @@ def journey_server(database_url: str, standin_server: StripeStandIn, shop: Prete
         database_url, standin_server,
         success_url=f"{url}/checkout/return?session_id={{CHECKOUT_SESSION_ID}}",
         cancel_url=f"{shop.url}/cancelled",
+        # As a course shop sets it up: promotion codes and Stripe Tax (the stand-in's default
+        # country, US, adds no tax, so a plain journey pays the program's price).
+        allow_promotion_codes=True, automatic_tax=True, tax_behavior="exclusive",
     ))
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -191,6 +194,37 @@ def test_pay_by_card_lands_on_the_return_page_completed_and_the_shop_is_told(
     verified = deliver_notifications(cli_env, shop)
     assert notified(verified, journey.purchase["purchase_id"]) == [("purchase.completed", "pending")]
     assert verified[0]["data"]["purchase"]["status"] == "completed"
+
+
+def test_a_promotion_code_and_tax_on_the_checkout_page_complete_a_discounted_taxed_purchase(
+    journey: Journey, browser: WebDriver, shop: PretendShop, cli_env: dict[str, str]
+) -> None:
+    browser.get(journey.checkout("buyer_promo_tax"))
+    browser.find_element(By.ID, "promotion-code").send_keys("COURSE10")
+    Select(browser.find_element(By.ID, "country")).select_by_value("DE")
+    click(browser, "choose")
+    breakdown = {key: text_of(browser, f"breakdown-{key}") for key in ("subtotal", "discount", "tax", "total")}
+    assert breakdown == {"subtotal": "49.00 USD", "discount": "-4.90 USD", "tax": "8.38 USD", "total": "52.48 USD"}
+    click(browser, "card", shot="checkout-page-promo-tax")
+
+    assert text_of(browser, "purchase-status") == "completed"
+    purchase = journey.api.get(f"/purchases/{journey.purchase['purchase_id']}").json()
+    assert (purchase["amount_total"], purchase["amount_discount"], purchase["amount_tax"], purchase["discount"]) == (
+        5248, 490, 838, "promo_test_course10")
+    [told] = [n for n in deliver_notifications(cli_env, shop)
+              if n["data"]["purchase"]["purchase_id"] == purchase["purchase_id"]]
+    assert told["data"]["purchase"] == purchase
+
+
+def test_a_code_that_does_not_exist_is_refused_on_the_page_and_nothing_is_charged(
+    journey: Journey, browser: WebDriver
+) -> None:
+    browser.get(journey.checkout("buyer_wrong_code"))
+    browser.find_element(By.ID, "promotion-code").send_keys("NOPE")
+    click(browser, "choose")
+
+    assert "is not a test promotion code" in browser.find_element(By.TAG_NAME, "body").text
+    assert journey.delivered() == [] and journey.status() == "pending"
 
 
 def test_the_return_page_alone_completes_a_purchase_whose_webhook_is_lost(journey: Journey, browser: WebDriver) -> None:

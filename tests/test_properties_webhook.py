@@ -31,8 +31,11 @@ READ_PATHS = tuple(
     for p in [(), ("id",), ("object",), ("payment_status",), ("status",), ("amount_total",), ("currency",),
               ("livemode",), ("payment_intent",), ("metadata",), ("metadata", "purchase_id"),
               ("metadata", "user_id"), ("metadata", "program_id"), ("expires_at",), ("amount",),
-              ("amount_refunded",)]
-) + (("id",), ("type",), ("object",), ("livemode",), ("data",))
+              ("amount_refunded",), ("amount_subtotal",), ("total_details",), ("total_details", "amount_discount"),
+              ("total_details", "amount_tax"), ("discounts",), ("presentment_details",),
+              ("presentment_details", "presentment_amount"), ("presentment_details", "presentment_currency"),
+              ("customer",), ("customer_details",), ("customer_details", "email")]
+) + (("id",), ("type",), ("object",), ("livemode",), ("data",), ("api_version",))
 _users = itertools.count()
 
 

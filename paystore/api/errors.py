@@ -21,7 +21,7 @@ from paystore.services.purchasing.errors import (
     SessionMismatch,
     SessionNotFound,
 )
-from paystore.services.stripe_events.errors import PurchaseNotYetKnown, UnrecoverablePurchase
+from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown, UnrecoverablePurchase
 from paystore.store import DATABASE_UNAVAILABLE
 from paystore.store.locks import LockTimeout
 from paystore.stripe.errors import InvalidStripeObject, InvalidWebhook, StripeUnavailable, WebhookNotConfigured
@@ -78,6 +78,8 @@ RULES: dict[type[BaseException], Rule] = {
     WebhookNotConfigured: Rule(503, "webhook_not_configured", retry=True, log_level=logging.ERROR),
     PurchaseNotYetKnown: Rule(503, "purchase_not_yet_known", retry=True, then="; retry later", log_level=logging.WARNING),
     UnrecoverablePurchase: Rule(500, "purchase_unrecoverable", then="; recorded as failed for replay"),
+    IncompatibleApiVersion: Rule(500, "unsupported_api_version", then="; recorded as failed, nothing applied",
+                                 log_level=logging.ERROR),
     LockTimeout: Rule(503, "lock_timeout", retry=True, message="the purchase is busy; retry shortly",
                       log_level=logging.WARNING),
     **dict.fromkeys(DATABASE_UNAVAILABLE, _UNAVAILABLE),

@@ -22,9 +22,13 @@ bp.before_request(require_token)
 # No colons or whitespace: ids become parts of lock keys and URLs.
 USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# An address Stripe accepts for a receipt: one @, a dot in the domain, no spaces or controls,
+# at most 254 characters (RFC 5321's path limit).
+EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]{2,}")
+_CHECKOUT_FIELDS = {"user_id", "program_id", "email"}
 
 
-def _checkout_body() -> tuple[str, str]:
+def _checkout_body() -> tuple[str, str, str | None]:
     if not request.is_json:
         raise ApiError(400, "invalid_body", "the body must be a JSON object sent with Content-Type: application/json")
     try:
@@ -33,7 +37,7 @@ def _checkout_body() -> tuple[str, str]:
         raise ApiError(400, "invalid_body", f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    unknown = sorted(set(body) - {"user_id", "program_id"})
+    unknown = sorted(set(body) - _CHECKOUT_FIELDS)
     if unknown:
         named = ", ".join(storable_text(name)[:40] for name in unknown[:5])
         raise ApiError(400, "invalid_body", f"unknown fields: {named}")
@@ -41,16 +45,20 @@ def _checkout_body() -> tuple[str, str]:
         value = body.get(name)
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ApiError(400, "invalid_body", f"{name} must be a string matching {pattern.pattern}")
-    return body["user_id"], body["program_id"]
+    email = body.get("email")
+    if email is not None and not (isinstance(email, str) and len(email) <= 254 and EMAIL.fullmatch(email)
+                                  and not UNSTORABLE.search(email)):
+        raise ApiError(400, "invalid_body", "email must be an email address (name@domain.tld, at most 254 characters)")
+    return body["user_id"], body["program_id"], email
 
 
 @bp.post("/checkout")
 def create_checkout() -> ResponseReturnValue:
     ext = current_paystore()
     try:
-        user_id, program_id = _checkout_body()
+        user_id, program_id, email = _checkout_body()
         with ext.checkout_slots.take():
-            result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id)
+            result = checkout.start_checkout(get_db(), ext.gateway, ext.settings, user_id, program_id, email)
     except Exception as exc:
         metrics.checkouts.labels(error_code(exc)).inc()
         raise

@@ -47,8 +47,8 @@ def reconcile(ext: Paystore, older_than: timedelta, dry_run: bool) -> None:
     with ext.session_factory() as db:
         rows = reconcile_purchases(db, ext.gateway, ext.settings, older_than, dry_run=dry_run)
     echo_table(
-        ["PURCHASE", "BEFORE", "STRIPE", "ACTION", "AFTER"],
-        [[r.purchase_id, r.status_before, r.stripe_says, r.action, r.status_after] for r in rows],
+        ["PURCHASE", "BEFORE", "STRIPE", "ACTION", "AFTER", "CHARGED"],
+        [[r.purchase_id, r.status_before, r.stripe_says, r.action, r.status_after, r.charged] for r in rows],
     )
     repaired, failed = sum(r.repaired for r in rows), sum(r.failed for r in rows)
     verb = "would repair" if dry_run else "repaired"

@@ -91,7 +91,7 @@ def postgres_server() -> Iterator[str]:
 def reset_database(engine: Engine) -> None:
     """Empty every table and put the test programs on sale."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE stripe_events, purchases, programs RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE stripe_events, purchases, programs, customers RESTART IDENTITY CASCADE"))
         for program_id, name, amount, currency in PROGRAMS:
             conn.execute(
                 text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),

@@ -85,10 +85,26 @@ def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) 
 
 
 def session_mismatch(purchase: Purchase, session: CheckoutSession, stripe_livemode: bool) -> str | None:
-    """Why this session cannot complete this purchase (the server decides the price), or None."""
+    """Why this session cannot complete this purchase, or None.
+
+    The server decides the price: what was bought (the program, and the subtotal of its one line
+    item) must be the program's price in the integration's currency, and what was charged must add
+    up: total = subtotal - discount + tax when the price excludes tax (a tax-inclusive price has
+    its tax inside the subtotal). A promotion code lowers the total, Stripe Tax raises it; neither
+    changes what was bought.
+    """
     problems = []
-    if session.amount_total != purchase.amount:
-        problems.append(f"amount {session.amount_total} != {purchase.amount}")
+    program = session.metadata.get("program_id")
+    if program is not None and program != purchase.program_id:
+        problems.append(f"program {program} != {purchase.program_id}")
+    if session.amount_subtotal != purchase.amount:
+        problems.append(f"subtotal {session.amount_subtotal} != price {purchase.amount}")
+    added_tax = session.amount_tax if purchase.tax_behavior == "exclusive" else 0
+    if session.amount_subtotal is not None and (
+        session.amount_total != session.amount_subtotal - session.amount_discount + added_tax
+    ):
+        problems.append(f"total {session.amount_total} != subtotal {session.amount_subtotal}"
+                        f" - discount {session.amount_discount} + exclusive tax {added_tax}")
     if session.currency != purchase.currency:
         problems.append(f"currency {session.currency} != {purchase.currency}")
     if session.livemode != purchase.livemode or session.livemode != stripe_livemode:
@@ -96,6 +112,20 @@ def session_mismatch(purchase: Purchase, session: CheckoutSession, stripe_livemo
     if purchase.stripe_session_id and session.id != purchase.stripe_session_id:
         problems.append(f"session {session.id} != {purchase.stripe_session_id}")
     return "; ".join(problems) or None
+
+
+def _record_charge(p: Purchase, session: CheckoutSession) -> None:
+    """What the completed session charged, once the payment is on its way or in; the first
+    completion's figures are the purchase's (every later event of the session carries the same)."""
+    if p.amount_total is not None:
+        return
+    p.amount_total, p.amount_discount, p.amount_tax = session.amount_total, session.amount_discount, session.amount_tax
+    p.discount = session.discount
+    p.presentment_amount, p.presentment_currency = session.presentment_amount, session.presentment_currency
+    if session.customer_id and not p.stripe_customer_id:
+        p.stripe_customer_id = session.customer_id
+    if session.customer_email and not p.email:
+        p.email = session.customer_email
 
 
 def learn_from_session(event_type: str, session: CheckoutSession, stripe_livemode: bool) -> Callable[[Purchase], None]:
@@ -120,6 +150,8 @@ def learn_from_session(event_type: str, session: CheckoutSession, stripe_livemod
             p.payment = PaymentFact.FAILED
         elif event_type == SESSION_COMPLETED and p.payment == PaymentFact.NONE:
             p.payment = PaymentFact.AWAITING
+        if p.payment in (PaymentFact.PAID, PaymentFact.AWAITING) and event_type != SESSION_ASYNC_FAILED:
+            _record_charge(p, session)
 
     return learn
 

@@ -79,15 +79,32 @@ class Purchase:
     dispute_id: str | None = None
     dispute: DisputeFact | None = None
     review_reason: str | None = None
+    # Who pays: the email checkout was given, and the user's Stripe Customer.
+    email: str | None = None
+    stripe_customer_id: str | None = None
+    # How the total is made up: "exclusive" (tax added to `amount`), "inclusive", or None (no
+    # automatic tax), fixed at checkout so that the completion check does not follow later edits.
+    tax_behavior: str | None = None
+    # What was charged, from the completed session: the total after discount and tax, the
+    # discount (and its promotion code or coupon), the tax, and with Adaptive Pricing what the
+    # buyer saw in their own currency.
+    amount_total: int | None = None
+    amount_discount: int | None = None
+    amount_tax: int | None = None
+    discount: str | None = None
+    presentment_amount: int | None = None
+    presentment_currency: str | None = None
 
     @classmethod
     def pending(
         cls, *, id: uuid.UUID, user_id: str, program_id: str, amount: int, currency: str, livemode: bool,
-        stripe_session_id: str | None = None,
+        stripe_session_id: str | None = None, email: str | None = None, stripe_customer_id: str | None = None,
+        tax_behavior: str | None = None,
     ) -> Purchase:
         """A purchase before Stripe has said anything about it."""
         return cls(id=id, user_id=user_id, program_id=program_id, status=PurchaseStatus.PENDING, amount=amount,
-                   currency=currency, livemode=livemode, stripe_session_id=stripe_session_id)
+                   currency=currency, livemode=livemode, stripe_session_id=stripe_session_id, email=email,
+                   stripe_customer_id=stripe_customer_id, tax_behavior=tax_behavior)
 
 
 def purchase_json(p: Purchase) -> dict[str, Any]:
@@ -101,6 +118,13 @@ def purchase_json(p: Purchase) -> dict[str, Any]:
         "amount": p.amount,
         "currency": p.currency,
         "refunded_amount": p.refunded_amount,
+        "amount_total": p.amount_total,
+        "amount_discount": p.amount_discount,
+        "amount_tax": p.amount_tax,
+        "discount": p.discount,
+        "presentment_amount": p.presentment_amount,
+        "presentment_currency": p.presentment_currency,
+        "email": p.email,
         "stripe_session_id": p.stripe_session_id,
         # Only a pending purchase has a session the buyer can still pay.
         "checkout_url": p.checkout_url if p.status == PurchaseStatus.PENDING else None,

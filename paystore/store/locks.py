@@ -37,6 +37,7 @@ class LockKind(StrEnum):
     UNIFIED = "unified"  # one purchase: checkout, its webhooks, the return page, reconcile
     LEGACY = "legacy"  # a session created before paystore put purchase_id into metadata
     CREATE = "create"  # the creation of a purchase for a user and program
+    CUSTOMER = "customer"  # the creation of a user's Stripe Customer
     OTHER = "other"
 
 
@@ -44,6 +45,7 @@ PREFIXES = {
     LockKind.UNIFIED: "purchase:complete:",
     LockKind.LEGACY: "webhook:session:",
     LockKind.CREATE: "purchase:create:",
+    LockKind.CUSTOMER: "customer:create:",
 }
 MIGRATION_KEY = "paystore:migrate"
 
@@ -71,6 +73,10 @@ def legacy_session_lock_key(checkout_session_id: str) -> str:
 
 def purchase_create_lock_key(user_id: str, program_id: str) -> str:
     return f"{PREFIXES[LockKind.CREATE]}{user_id}:{program_id}"
+
+
+def customer_create_lock_key(user_id: str) -> str:
+    return f"{PREFIXES[LockKind.CUSTOMER]}{user_id}"
 
 
 def lock_kind(key: str) -> LockKind:

@@ -1,6 +1,8 @@
-"""The programs table: what is on sale, at which price."""
+"""The programs table: what is on sale, at which price, with which checkout settings."""
 
 from __future__ import annotations
+
+from dataclasses import astuple, fields
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -9,9 +11,10 @@ from paystore.domain.program import Program
 from paystore.models import ProgramRow
 from paystore.store import sql
 
+_COLUMNS = tuple(f.name for f in fields(Program))
 # Plain SQL on the hot path (checkout reads the price every time): building and compiling a
 # select() cost a third of the read.
-_BY_ID = "SELECT id, name, amount, currency FROM programs WHERE id = %(p)s"
+_BY_ID = f"SELECT {', '.join(_COLUMNS)} FROM programs WHERE id = %(p)s"
 
 
 def get(db: Session, program_id: str) -> Program | None:
@@ -23,11 +26,11 @@ def add(db: Session, program: Program) -> bool:
     """Insert the program; False if one with its id exists already."""
     if db.get(ProgramRow, program.id) is not None:
         return False
-    db.add(ProgramRow(id=program.id, name=program.name, amount=program.amount, currency=program.currency))
+    db.add(ProgramRow(**dict(zip(_COLUMNS, astuple(program), strict=True))))
     db.flush()
     return True
 
 
 def all_programs(db: Session) -> list[Program]:
-    rows = db.execute(select(ProgramRow.id, ProgramRow.name, ProgramRow.amount, ProgramRow.currency).order_by(ProgramRow.id))
+    rows = db.execute(select(*(getattr(ProgramRow, name) for name in _COLUMNS)).order_by(ProgramRow.id))
     return [Program(*row) for row in rows]

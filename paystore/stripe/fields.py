@@ -43,11 +43,21 @@ def stripe_id(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-def currency(obj: dict[str, Any], *, optional: bool = False) -> str | None:
-    value = field(obj, "currency", str, optional=optional)
+def currency(obj: dict[str, Any], *, name: str = "currency", optional: bool = False) -> str | None:
+    value = field(obj, name, str, optional=optional)
     if value is not None and not CURRENCY.fullmatch(value):
-        raise InvalidStripeObject(f"{obj.get('object', 'object')}.currency is not a currency code")
+        raise InvalidStripeObject(f"{obj.get('object', 'object')}.{name} is not a currency code")
     return value.lower() if value is not None else None
+
+
+def nested(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    """An object inside `obj` (empty when absent or null), labelled so that errors name its path."""
+    value = obj.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidStripeObject(f"{obj.get('object', 'object')}.{name} must be an object")
+    return {**value, "object": f"{obj.get('object', 'object')}.{name}"}
 
 
 def livemode(obj: dict[str, Any]) -> bool:

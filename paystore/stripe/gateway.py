@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
@@ -18,14 +16,16 @@ from stripe import (
     APIConnectionError,
     SignatureVerificationError,
     StripeError,
-    StripeResponse,
     WebhookSignature,
 )
 
 from paystore import metrics
 from paystore.inputs import UnacceptableJson, loads_bounded
+from paystore.stripe import calls, fields
+from paystore.stripe.calls import Call, CheckoutRequest
 from paystore.stripe.errors import InvalidStripeObject, InvalidWebhook, StripeUnavailable, WebhookNotConfigured
 from paystore.stripe.objects import CheckoutSession, Event
+from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,11 @@ def _payment_intent_status(obj: dict[str, Any]) -> str:
     return status
 
 
-@dataclass(frozen=True)
-class CheckoutRequest:
-    purchase_id: uuid.UUID
-    user_id: str
-    program_id: str
-    program_name: str
-    amount: int
-    currency: str
-    success_url: str
-    cancel_url: str
+def _customer_id(obj: dict[str, Any]) -> str:
+    customer_id = fields.stripe_id(obj, "id")
+    if not customer_id.startswith("cus_"):
+        raise InvalidStripeObject("customer.id must start with cus_")
+    return customer_id
 
 
 class StripeGateway:
@@ -75,63 +70,38 @@ class StripeGateway:
             secret_key or "sk_unset",
             base_addresses={"api": api_base} if api_base else None,
             http_client=stripe.RequestsClient(timeout=timeout_s, session=http, proxy=proxies or None),
+            stripe_version=STRIPE_API_VERSION,
             # No automatic retries: the caller holds a database lock while it waits, and the
             # bound must be `timeout_s`. A retried checkout is a new purchase with a new key.
             max_network_retries=0,
         )
 
     def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
-        metadata = {
-            "purchase_id": str(request.purchase_id),
-            "user_id": request.user_id,
-            "program_id": request.program_id,
-        }
-        params = {
-            "mode": "payment",
-            "client_reference_id": str(request.purchase_id),
-            "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata},
-            "line_items": [
-                {
-                    "quantity": 1,
-                    "price_data": {
-                        "currency": request.currency,
-                        "unit_amount": request.amount,
-                        "product_data": {"name": request.program_name},
-                    },
-                }
-            ],
-            "success_url": request.success_url,
-            "cancel_url": request.cancel_url,
-        }
-        # raw_request: the answer's JSON as a dict, without building (and then flattening) a tree
-        # of StripeObjects; errors are raised exactly as by the typed call.
-        session = self._call(
-            "checkout.sessions.create", CheckoutSession.from_dict, self._client.raw_request, "post", "/v1/checkout/sessions",
-            **params, idempotency_key=f"checkout:{request.purchase_id}",
-        )
+        session = self._send(calls.create_checkout_session(request), CheckoutSession.from_dict)
         if not session.url:
             raise StripeUnavailable("Stripe answered without a checkout URL")
         return session
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
-        return self._call(
-            "checkout.sessions.retrieve", CheckoutSession.from_dict, self._client.v1.checkout.sessions.retrieve, session_id
-        )
+        return self._send(calls.retrieve_checkout_session(session_id), CheckoutSession.from_dict)
 
     def payment_intent_status(self, payment_intent_id: str) -> str:
         """`succeeded`, `processing`, `requires_payment_method` (a delayed payment failed), ..."""
-        return self._call(
-            "payment_intents.retrieve", _payment_intent_status, self._client.v1.payment_intents.retrieve, payment_intent_id
-        )
+        return self._send(calls.retrieve_payment_intent(payment_intent_id), _payment_intent_status)
 
-    def _call(
-        self, name: str, parse: Callable[[dict[str, Any]], T], method: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> T:
+    def create_customer(self, user_id: str, email: str | None, livemode: bool) -> str:
+        """A new Stripe Customer for the user; its id."""
+        return self._send(calls.create_customer(user_id, email, livemode), _customer_id)
+
+    def _send(self, call: Call, parse: Callable[[dict[str, Any]], T]) -> T:
+        """The one way out to Stripe. raw_request answers the JSON as a dict, without building (and
+        then flattening) a tree of StripeObjects; errors are raised exactly as by the typed calls."""
+        name = call.operation
+        options = {"idempotency_key": call.idempotency_key} if call.idempotency_key else {}
         started = time.perf_counter()
         try:
-            answer = method(*args, **kwargs)
-            return parse(answer.data if isinstance(answer, StripeResponse) else answer.to_dict())
+            answer = self._client.raw_request(call.method, call.path, **call.params, **options)
+            return parse(answer.data)
         except APIConnectionError as exc:
             metrics.stripe_errors.labels(name, "connection").inc()
             log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)

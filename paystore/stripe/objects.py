@@ -25,29 +25,52 @@ class CheckoutSession:
     url: str | None
     status: str | None
     payment_status: str
+    # What was bought, and what was charged (in the integration's currency since 2025-03-31.basil):
+    # subtotal = the line items before discounts and tax, total = subtotal - discount + exclusive tax.
+    amount_subtotal: int | None
     amount_total: int | None
+    amount_discount: int
+    amount_tax: int
+    discount: str | None  # the promotion code's id, else the coupon's, of the session's discount
     currency: str | None
+    # What the buyer saw and paid with Adaptive Pricing, in their own currency (None without it).
+    presentment_amount: int | None
+    presentment_currency: str | None
     livemode: bool
     payment_intent_id: str | None
     expires_at: datetime | None
     metadata: dict[str, str]
+    customer_id: str | None
+    customer_email: str | None
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> CheckoutSession:
         session_id = read.stripe_id(obj, "id")
         if not session_id.startswith("cs_"):
             raise InvalidStripeObject("checkout.session.id must start with cs_")
+        totals = read.nested(obj, "total_details")
+        presentment = read.nested(obj, "presentment_details")
+        discounts = read.field(obj, "discounts", list, optional=True) or []
+        first = read.nested({"object": "checkout.session", "discount": discounts[0]}, "discount") if discounts else {}
         return cls(
             id=session_id,
             url=read.field(obj, "url", str, optional=True),
             status=read.field(obj, "status", str, optional=True),
             payment_status=read.field(obj, "payment_status", str),
+            amount_subtotal=read.field(obj, "amount_subtotal", int, optional=True),
             amount_total=read.field(obj, "amount_total", int, optional=True),
+            amount_discount=read.field(totals, "amount_discount", int, optional=True) or 0,
+            amount_tax=read.field(totals, "amount_tax", int, optional=True) or 0,
+            discount=read.expandable_id(first, "promotion_code") or read.expandable_id(first, "coupon"),
             currency=read.currency(obj, optional=True),
+            presentment_amount=read.field(presentment, "presentment_amount", int, optional=True),
+            presentment_currency=read.currency(presentment, name="presentment_currency", optional=True),
             livemode=read.livemode(obj),
             payment_intent_id=read.expandable_id(obj, "payment_intent"),
             expires_at=read.timestamp(obj.get("expires_at")),
             metadata=read.metadata(obj),
+            customer_id=read.expandable_id(obj, "customer"),
+            customer_email=read.field(read.nested(obj, "customer_details"), "email", str, optional=True),
         )
 
 
@@ -98,6 +121,7 @@ class Event:
     payload: dict[str, Any]  # as stored: unstorable characters of unread fields replaced
     altered_strings: int = 0
     payload_json: str | None = field(default=None, compare=False, repr=False)  # `payload` as JSON text
+    api_version: str | None = None  # the version the event's object is rendered in (the endpoint's)
 
     @classmethod
     def from_dict(cls, payload: Any, received: str | None = None) -> Event:
@@ -114,6 +138,7 @@ class Event:
         if len(event_type) > 128:
             raise InvalidStripeObject("event.type is longer than 128")
         stored, altered, stored_json = storable_document(payload, received)
+        api_version = read.field(payload, "api_version", str, optional=True)
         return cls(
             id=event_id,
             type=event_type,
@@ -122,4 +147,5 @@ class Event:
             payload=stored,
             altered_strings=altered,
             payload_json=stored_json,
+            api_version=api_version,
         )

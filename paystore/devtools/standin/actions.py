@@ -12,7 +12,7 @@ import copy
 import time
 from typing import Any
 
-from paystore.devtools.standin import objects
+from paystore.devtools.standin import objects, pricing
 from paystore.devtools.standin.state import StandInState
 
 
@@ -42,17 +42,51 @@ class PaymentActions:
         return copy.deepcopy(charge)
 
     # ------------------------------------------------------------------ buyer, on the checkout page
+    def choose(self, session_id: str, *, code: str | None = None, country: str | None = None,
+               currency: str | None = None) -> None:
+        """The buyer enters a promotion code, their country (Stripe Tax) or their currency (Adaptive
+        Pricing); the session's amounts follow, as Stripe recomputes them before payment."""
+        self._open(session_id)
+        session = self.state.snapshot(session_id).session
+        self._require(session_id, not code or bool(session.get("allow_promotion_codes")),
+                      "this checkout does not take promotion codes")
+        self._require(session_id, not currency or currency in pricing.PRESENTMENT_RATES or currency == session["currency"],
+                      f"no test rate for {currency}")
+        with self.state.lock:
+            self.state.choices[session_id].update(code=code or None, country=country or None, currency=currency or None)
+        self._reprice(session_id)
+
+    def _reprice(self, session_id: str) -> None:
+        session, line = self.state.snapshot(session_id).session, self.state.line_items[session_id]
+        chosen = self.state.choices[session_id]
+        try:
+            charge = pricing.charge(line["unit_amount"], line["quantity"], line["currency"], code=chosen["code"],
+                                    country=chosen["country"], automatic_tax=session["automatic_tax"]["enabled"],
+                                    tax_behavior=line["tax_behavior"], presentment_currency=chosen["currency"])
+        except pricing.UnknownCode as exc:
+            raise ActionRefused(f"{session_id}: {exc}") from None
+        customer = self.state.customers.get(session.get("customer") or "", {})
+        email = customer.get("email") or session.get("customer_email") or "buyer@example.com"
+        self.state.reprice(session_id, charge, chosen["country"] or "US", email)
+
     def pay_by_card(self, session_id: str) -> list[dict[str, Any]]:
         self._open(session_id)
-        session = self.state.settle(session_id, payment_status="paid")
-        self._new_charge(session)
+        self._reprice(session_id)
+        due = self._amount_due(session_id)  # nothing, with a 100 % promotion code: no payment intent, no charge
+        session = self.state.settle(session_id, payment_status="paid" if due else "no_payment_required")
+        if due:
+            self._new_charge(session)
         return [objects.event("checkout.session.completed", session)]
 
     def pay_by_bank_debit(self, session_id: str) -> list[dict[str, Any]]:
         """Checkout completes, the money is not in yet: complete/unpaid, payment intent processing."""
         self._open(session_id)
+        self._reprice(session_id)
         session = self.state.settle(session_id, payment_status="unpaid", intent_status="processing")
         return [objects.event("checkout.session.completed", session)]
+
+    def _amount_due(self, session_id: str) -> int:
+        return self.state.snapshot(session_id).session["amount_total"] or 0
 
     def expire(self, session_id: str) -> list[dict[str, Any]]:
         self._open(session_id)

@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paystore.stripe.version import STRIPE_API_VERSION
+
 FIXTURES: dict[str, dict[str, Any]] = json.loads((Path(__file__).parent / "fixtures" / "stripe_objects.json").read_text())
-API_VERSION = "2026-08-27.preview"
+# The stand-in speaks the version paystore pins: its objects and events are in that shape.
+API_VERSION = STRIPE_API_VERSION
 
 
 def stripe_id(prefix: str) -> str:
@@ -53,6 +56,7 @@ def checkout_session(params: dict[str, Any], base_url: str, livemode: bool = Fal
     price = item.get("price_data") or {}
     amount = int(price.get("unit_amount", 0)) * int(item.get("quantity", 1))
     now = int(time.time())
+    automatic_tax = _true((params.get("automatic_tax") or {}).get("enabled"))
     session = copy.deepcopy(FIXTURES["checkout.session"])
     session.update(
         id=stripe_id("cs"),
@@ -70,9 +74,36 @@ def checkout_session(params: dict[str, Any], base_url: str, livemode: bool = Fal
         metadata=dict(params.get("metadata") or {}),
         success_url=params.get("success_url"),
         cancel_url=params.get("cancel_url"),
+        total_details={"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        discounts=[],
+        presentment_details=None,
+        automatic_tax=_automatic_tax(automatic_tax, "requires_location_inputs"),
+        allow_promotion_codes=_true(params.get("allow_promotion_codes")) or None,
+        customer=params.get("customer"),
+        customer_email=params.get("customer_email"),
+        customer_details=None,
+        invoice_creation={"enabled": _true((params.get("invoice_creation") or {}).get("enabled")), "invoice_data": {}},
+        tax_id_collection={"enabled": _true((params.get("tax_id_collection") or {}).get("enabled")), "required": "never"},
     )
     session["url"] = f"{base_url}/pay/{session['id']}"
     return session
+
+
+def _automatic_tax(enabled: bool, status: str) -> dict[str, Any]:
+    if not enabled:
+        return {"enabled": False, "liability": None, "provider": None, "status": None}
+    return {"enabled": True, "liability": {"type": "self"}, "provider": "stripe", "status": status}
+
+
+def _true(value: Any) -> bool:
+    """A form-encoded boolean (stripe-python sends "true")."""
+    return value in (True, "true")
+
+
+def customer(params: dict[str, Any], livemode: bool = False) -> dict[str, Any]:
+    """The customer `POST /v1/customers` creates."""
+    return {"id": stripe_id("cus"), "object": "customer", "created": int(time.time()), "livemode": livemode,
+            "email": params.get("email"), "metadata": dict(params.get("metadata") or {}), "name": None}
 
 
 def charge(payment_intent: str, amount: int, amount_refunded: int = 0, currency: str = "usd") -> dict[str, Any]:

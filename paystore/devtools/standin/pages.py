@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
+from paystore.devtools.standin import pricing
 from paystore.devtools.standin.state import StandInState
 
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#1a1f36}
 h1{font-size:1.4rem}.test{background:#fff4e5;border:1px solid #f5a623;padding:.4rem .8rem;border-radius:4px}
 .amount{font-size:2rem;font-weight:600}form{margin:.6rem 0}
@@ -27,7 +28,7 @@ def money(amount: int | None, currency: str | None) -> str:
     currency = (currency or "usd").lower()
     if amount is None:
         return "-"
-    return f"{amount} {currency.upper()}" if currency in ZERO_DECIMAL else f"{amount / 100:.2f} {currency.upper()}"
+    return f"{amount} {currency.upper()}" if currency in pricing.ZERO_DECIMAL else f"{amount / 100:.2f} {currency.upper()}"
 
 
 def page(title: str, content: str) -> str:
@@ -63,9 +64,45 @@ def checkout_page(state: StandInState, session_id: str) -> str:
                   "shop's success page. Cancel: no event, back to the shop's cancel page.")
     stripe = _form(path, _button("expire", "Let it expire", secondary=True),
                    hint="The session's 24 hours run out now (checkout.session.expired).")
-    return page("Checkout", head + '<p id="session-status">Card 4242 4242 4242 4242 (test)</p>' + buyer
+    return page("Checkout", head + _breakdown(session) + _choices(state, session_id, session)
+                 + '<p id="session-status">Card 4242 4242 4242 4242 (test)</p>' + buyer
                  + f"<fieldset><legend>What Stripe can do</legend>{stripe}</fieldset>"
                  f'<p><a href="/dashboard/sessions/{session_id}">Dashboard page of this session</a></p>')
+
+
+def _breakdown(session: dict[str, Any]) -> str:
+    """Subtotal, discount, tax and total, as Stripe's page lists them."""
+    totals, currency = session.get("total_details") or {}, session["currency"]
+    rows = [("subtotal", "Subtotal", session.get("amount_subtotal")),
+            ("discount", "Discount", -(totals.get("amount_discount") or 0)),
+            ("tax", "Tax", totals.get("amount_tax") or 0),
+            ("total", "Total due", session.get("amount_total"))]
+    lines = "".join(f'<tr><th scope=row>{label}</th><td id="breakdown-{key}">{money(value, currency)}</td></tr>'
+                    for key, label, value in rows)
+    presented = session.get("presentment_details")
+    if presented:
+        lines += (f'<tr><th scope=row>You pay</th><td id="breakdown-presentment">'
+                  f'{money(presented["presentment_amount"], presented["presentment_currency"])}</td></tr>')
+    return f'<table id="breakdown">{lines}</table>'
+
+
+def _choices(state: StandInState, session_id: str, session: dict[str, Any]) -> str:
+    """The promotion code field, the buyer's country (Stripe Tax) and currency (Adaptive Pricing)."""
+    chosen, path = state.choices.get(session_id, {}), f"/pay/{session_id}"
+    fields = []
+    if session.get("allow_promotion_codes"):
+        fields.append('<label for="promotion-code">Promotion code</label> <input id="promotion-code" name="code" '
+                      f'value="{html.escape(chosen.get("code") or "")}" placeholder="{", ".join(pricing.PROMOTION_CODES)}"> ')
+    if session["automatic_tax"]["enabled"]:
+        options = "".join(f'<option value="{c}"{" selected" if chosen.get("country") == c else ""}>{c} ({rate} %)</option>'
+                          for c, rate in pricing.TAX_RATES.items())
+        fields.append(f'<label for="country">Country</label> <select id="country" name="country">{options}</select> ')
+    currencies = [session["currency"], *pricing.PRESENTMENT_RATES]
+    options = "".join(f'<option value="{c}"{" selected" if (chosen.get("currency") or session["currency"]) == c else ""}>'
+                      f"{c.upper()}</option>" for c in currencies)
+    fields.append(f'<label for="currency">Pay in</label> <select id="currency" name="currency">{options}</select> ')
+    return _form(path, _button("choose", "Apply", secondary=True), extra="".join(fields),
+                 hint="Promotion codes, tax and your currency are the stand-in's test tables (devtools/standin/pricing.py).")
 
 
 def dashboard_page(state: StandInState, session_id: str, notice: str = "") -> str:

@@ -30,10 +30,14 @@ URLS = Map([
     Rule("/v1/checkout/sessions/<session_id>", methods=["GET"], endpoint="retrieve_session"),
     Rule("/v1/checkout/sessions/<session_id>/expire", methods=["POST"], endpoint="expire_session"),
     Rule("/v1/payment_intents/<intent_id>", methods=["GET"], endpoint="retrieve_payment_intent"),
+    Rule("/v1/customers", methods=["POST"], endpoint="create_customer"),
     Rule("/pay/<session_id>", methods=["GET", "POST"], endpoint="checkout_page"),
     Rule("/dashboard", methods=["GET"], endpoint="dashboard_index", strict_slashes=False),
     Rule("/dashboard/sessions/<session_id>", methods=["GET", "POST"], endpoint="dashboard_page"),
 ], merge_slashes=False)
+
+
+API_ENDPOINTS = {"create_session", "retrieve_session", "expire_session", "retrieve_payment_intent", "create_customer"}
 
 
 def decode_form(body: str) -> dict[str, Any]:
@@ -85,7 +89,7 @@ class StandInApp:
             return self.standin.shop(environ, start_response)
         try:
             endpoint, args = URLS.bind_to_environ(environ).match()
-            if endpoint in ("create_session", "retrieve_session", "expire_session", "retrieve_payment_intent"):
+            if endpoint in API_ENDPOINTS:
                 response = self._api(request, endpoint, args)
             else:
                 response = getattr(self, endpoint)(request, **args)
@@ -98,6 +102,10 @@ class StandInApp:
     # ---------------------------------------------------------------- the API
     def _api(self, request: Request, endpoint: str, args: dict[str, str]) -> Response:
         auth = request.headers.get("Authorization", "")
+        with self.state.lock:
+            self.state.api_calls.append({"method": request.method, "path": request.path,
+                                         "stripe_version": request.headers.get("Stripe-Version"),
+                                         "idempotency_key": request.headers.get("Idempotency-Key")})
         if not auth.startswith("Bearer sk_"):
             return _json(401, objects.error("invalid_request_error", "Invalid API Key provided."))
         return getattr(self, endpoint)(request, api_key=auth[7:], **args)
@@ -110,6 +118,11 @@ class StandInApp:
             if socket_ is not None:
                 socket_.shutdown(socket.SHUT_RDWR)
             raise ConnectionResetError("the stand-in cut the connection (a fault the test asked for)")
+        return _json(status, answer)
+
+    def create_customer(self, request: Request, api_key: str) -> Response:
+        params = decode_form(request.get_data(as_text=True))
+        status, answer = self.standin.create_customer(params, request.headers.get("Idempotency-Key"), api_key)
         return _json(status, answer)
 
     def retrieve_session(self, request: Request, api_key: str, session_id: str) -> Response:
@@ -145,16 +158,24 @@ class StandInApp:
         if request.method == "GET":
             return _html(200, render(self.state, session_id))
         # A bare POST to the checkout URL pays by card, as the first version of this page did.
-        return self._button(session_id, request.form.get("action", "card"), request.form.get("amount", ""))
+        return self._button(session_id, request.form.get("action", "card"), request.form)
 
-    def _button(self, session_id: str, action: str, amount: str) -> Response:
+    def _button(self, session_id: str, action: str, form: Any) -> Response:
         """Carry out one button's action; answer with where the browser goes next."""
         dashboard = f"/dashboard/sessions/{session_id}"
         session = self.state.snapshot(session_id).session
         if action == "cancel":  # Stripe sends no event: the buyer just goes back to the shop.
             return _see_other(session["cancel_url"] or f"/pay/{session_id}")
-        act = self.standin.actions
+        act, amount = self.standin.actions, form.get("amount", "")
+
+        def choose() -> list[dict[str, Any]]:
+            currency = form.get("currency")
+            act.choose(session_id, code=form.get("code"), country=form.get("country"),
+                       currency=None if currency == session["currency"] else currency)
+            return []
+
         steps: dict[str, Callable[[], list[dict[str, Any]]]] = {
+            "choose": choose,
             "card": lambda: act.pay_by_card(session_id),
             "bank_debit": lambda: act.pay_by_bank_debit(session_id),
             "expire": lambda: act.expire(session_id),
@@ -177,5 +198,5 @@ class StandInApp:
         if action in ("card", "bank_debit") and session["success_url"]:
             # Exactly Stripe's substitution: the literal template variable, nothing else.
             return _see_other(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id))
-        return _see_other(f"/pay/{session_id}" if action == "expire" else dashboard)
+        return _see_other(f"/pay/{session_id}" if action in ("expire", "choose") else dashboard)
 

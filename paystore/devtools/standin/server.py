@@ -95,6 +95,24 @@ class StripeStandIn:
                 self.state.idempotent[idempotency_key] = (params, copy.deepcopy(session))
         return ("drop" if fault == "drop" else 200), session
 
+    def create_customer(self, params: dict[str, Any], idempotency_key: str | None, api_key: str) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) for `POST /v1/customers`, idempotent as Stripe is."""
+        if self.faults.before_create_customer is not None:
+            self.faults.before_create_customer(params)
+        key = f"customer:{idempotency_key}" if idempotency_key else None
+        with self.state.lock:
+            if key and key in self.state.idempotent:
+                earlier_params, earlier = self.state.idempotent[key]
+                if earlier_params != params:
+                    return 400, objects.error("idempotency_error", "Keys for idempotent requests can only be used with "
+                                              "the same parameters they were first used with.")
+                return 200, copy.deepcopy(earlier)
+            customer = objects.customer(params, livemode=api_key.startswith("sk_live_"))
+            self.state.customers[customer["id"]] = customer
+            if key:
+                self.state.idempotent[key] = (params, copy.deepcopy(customer))
+        return 200, customer
+
     # ---------------------------------------------------------------- webhook delivery
     def signed_headers(self, body: bytes, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
         signature = objects.sign(body, secret or self.webhook_secret, timestamp)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paystore.devtools.standin import objects
+from paystore.devtools.standin import objects, pricing
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Faults:
     # Runs after a session is created, before the create call is answered: e.g. pay the session
     # and deliver its webhook first, the worst timing real Stripe can produce.
     before_create_response: Callable[[dict[str, Any]], None] | None = None
+    # Runs when a customer create call arrives, before the customer is made (e.g. to make two meet).
+    before_create_customer: Callable[[dict[str, Any]], None] | None = None
     release_hung: threading.Event = field(default_factory=threading.Event)
 
 
@@ -47,17 +49,25 @@ class StandInState:
         self.payment_intent_params: dict[str, dict[str, Any]] = {}  # session id -> its payment_intent_data
         self.charges: dict[str, dict[str, Any]] = {}  # payment intent id -> its charge
         self.disputes: dict[str, dict[str, Any]] = {}  # payment intent id -> its dispute
-        self.line_items: dict[str, dict[str, Any]] = {}  # session id -> what the checkout page shows
+        self.line_items: dict[str, dict[str, Any]] = {}  # session id -> its one line item, as the page shows it
+        self.choices: dict[str, dict[str, str | None]] = {}  # session id -> the buyer's code, country, currency
+        self.customers: dict[str, dict[str, Any]] = {}  # id -> customer
         self.deliveries: list[dict[str, Any]] = []  # webhooks sent by the pages, with paystore's answer
         self.create_calls: list[dict[str, Any]] = []
+        # Every API request, with the headers paystore must send: {method, path, stripe_version, idempotency_key}.
+        self.api_calls: list[dict[str, Any]] = []
         self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def add_session(self, session: dict[str, Any], params: dict[str, Any]) -> None:
         item = (params.get("line_items") or [{}])[0]
-        name = ((item.get("price_data") or {}).get("product_data") or {}).get("name")
+        price = item.get("price_data") or {}
+        line = {"name": (price.get("product_data") or {}).get("name"), "unit_amount": int(price.get("unit_amount", 0)),
+                "quantity": int(item.get("quantity", 1)), "currency": price.get("currency"),
+                "tax_behavior": price.get("tax_behavior")}
         with self.lock:
             self.sessions[session["id"]] = copy.deepcopy(session)
-            self.line_items[session["id"]] = {"name": name, "amount": session["amount_total"]}
+            self.line_items[session["id"]] = line
+            self.choices[session["id"]] = {"code": None, "country": None, "currency": None}
             self.payment_intent_params[session["id"]] = dict(params.get("payment_intent_data") or {})
 
     def settle(
@@ -71,7 +81,7 @@ class StandInState:
         with self.lock:
             session = self.sessions[session_id]
             session.update(status=status, payment_status=payment_status)
-            if status == "complete" and not session.get("payment_intent"):
+            if status == "complete" and payment_status != "no_payment_required" and not session.get("payment_intent"):
                 session["payment_intent"] = objects.stripe_id("pi")
             if session.get("payment_intent"):
                 default = "succeeded" if payment_status == "paid" else "processing"
@@ -79,6 +89,25 @@ class StandInState:
             if status != "open":
                 session["url"] = None
             return copy.deepcopy(session)
+
+    def reprice(self, session_id: str, charge: pricing.Charge, country: str | None, email: str | None) -> None:
+        """Store what the session charges after the buyer's choices (Stripe's own arithmetic)."""
+        with self.lock:
+            session = self.sessions[session_id]
+            session.update(amount_subtotal=charge.amount_subtotal, amount_total=charge.amount_total,
+                           total_details={"amount_discount": charge.amount_discount, "amount_shipping": 0,
+                                          "amount_tax": charge.amount_tax})
+            promotion = charge.discount
+            session["discounts"] = [{"coupon": promotion.coupon, "promotion_code": promotion.id}] if promotion else []
+            session["presentment_details"] = (
+                {"presentment_amount": charge.presentment_amount, "presentment_currency": charge.presentment_currency}
+                if charge.presentment_currency else None)
+            if session["automatic_tax"]["enabled"] and country:
+                session["automatic_tax"]["status"] = "complete"
+            address = dict.fromkeys(("city", "line1", "line2", "postal_code", "state")) | {"country": country}
+            session["customer_details"] = {"address": address, "email": email, "name": None, "phone": None,
+                                           "tax_exempt": "none", "tax_ids": [], "business_name": None,
+                                           "individual_name": None}
 
     def snapshot(self, session_id: str) -> Snapshot:
         with self.lock:

@@ -14,9 +14,12 @@ from paystore.config import Settings
 from paystore.domain import lifecycle
 from paystore.domain.program import Program
 from paystore.domain.purchase import ACTIVE_STATUSES, Purchase, PurchaseStatus
+from paystore.services.purchasing import customers
 from paystore.services.purchasing.errors import AlreadyPurchased, CheckoutConflict, PaymentInProgress, ProgramNotFound
+from paystore.store import customers as customer_records
 from paystore.store import locks, programs, purchases
-from paystore.stripe.gateway import CheckoutRequest, StripeGateway
+from paystore.stripe.calls import CheckoutRequest
+from paystore.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +32,40 @@ class CheckoutResult:
     created: bool
 
 
+class _FirstCheckoutOfUser(Exception):
+    """The user has no Stripe Customer yet: it is made first, in a transaction of its own."""
+
+
 def start_checkout(
-    db: Session, gateway: StripeGateway, settings: Settings, user_id: str, program_id: str
+    db: Session, gateway: StripeGateway, settings: Settings, user_id: str, program_id: str, email: str | None = None
 ) -> CheckoutResult:
     """Create the purchase and its Stripe session in one transaction, or return the open one.
 
     Lock order is always creation lock, then purchase lock. A webhook takes a purchase lock
     first, and the creation lock after it only to recreate a purchase whose row does not exist,
     which no checkout can be holding: no cycle, no deadlock. A Stripe failure raises and rolls
-    everything back: no purchase row is left behind.
+    everything back: no purchase row is left behind. A user's first checkout finds no Stripe
+    Customer before it has written anything; it makes one (customers.py) and starts again.
     """
+    try:
+        return _start(db, gateway, settings, user_id, program_id, email, None)
+    except _FirstCheckoutOfUser:
+        customer_id = customers.customer_for(db, gateway, settings, user_id, email)
+        return _start(db, gateway, settings, user_id, program_id, email, customer_id)
+
+
+def _start(
+    db: Session, gateway: StripeGateway, settings: Settings, user_id: str, program_id: str, email: str | None,
+    customer_id: str | None,
+) -> CheckoutResult:
     with db.begin():
         program = programs.get(db, program_id)
         if program is None:
             raise ProgramNotFound(program_id)
+        if settings.stripe_customers and customer_id is None:
+            customer_id = customer_records.get(db, user_id, settings.stripe_livemode)
+            if customer_id is None:  # before any lock is taken or anything written
+                raise _FirstCheckoutOfUser()
         # Serializes concurrent checkouts of the same user and program (double clicks); the
         # partial unique index on active purchases is the backstop if this were ever skipped.
         locks.take_xact_lock(db, locks.purchase_create_lock_key(user_id, program_id), settings.lock_timeout_ms)
@@ -53,21 +76,49 @@ def start_checkout(
                 return CheckoutResult(existing, created=False)
         blocking = existing if existing is not None and existing.status in ACTIVE_STATUSES else None
         if blocking is None:
-            purchase = _create_purchase(db, gateway, settings, program, user_id)
+            purchase = _create_purchase(db, gateway, settings, program, _Buyer(user_id, email, customer_id))
     # Raised after the commit, so that what was learned about a lapsed session is kept.
     if blocking is not None:
         raise (PaymentInProgress if blocking.status == PurchaseStatus.AWAITING_PAYMENT else AlreadyPurchased)(blocking)
     return CheckoutResult(purchase, created=True)
 
 
-def _create_purchase(db: Session, gateway: StripeGateway, settings: Settings, program: Program, user_id: str) -> Purchase:
+@dataclass(frozen=True)
+class _Buyer:
+    user_id: str
+    email: str | None
+    customer_id: str | None
+
+
+def checkout_request(settings: Settings, program: Program, purchase_id: uuid.UUID, buyer: _Buyer) -> CheckoutRequest:
+    """What Stripe is asked for: the program's own settings, else the deployment's."""
+    def chosen(own: bool | None, default: bool) -> bool:
+        return default if own is None else own
+
+    automatic_tax = chosen(program.automatic_tax, settings.automatic_tax)
+    return CheckoutRequest(
+        purchase_id=purchase_id, user_id=buyer.user_id, program_id=program.id, program_name=program.name,
+        amount=program.amount, currency=program.currency, success_url=settings.success_url,
+        cancel_url=settings.cancel_url, email=buyer.email, customer_id=buyer.customer_id,
+        allow_promotion_codes=chosen(program.allow_promotion_codes, settings.allow_promotion_codes),
+        automatic_tax=automatic_tax,
+        tax_behavior=(program.tax_behavior or settings.tax_behavior) if automatic_tax else None,
+        tax_code=program.tax_code or settings.tax_code,
+        receipt_email=settings.receipt_email, invoice_creation=settings.invoice_creation,
+        tax_id_collection=settings.tax_id_collection,
+    )
+
+
+def _create_purchase(db: Session, gateway: StripeGateway, settings: Settings, program: Program, buyer: _Buyer) -> Purchase:
     purchase_id = uuid.uuid4()
+    request = checkout_request(settings, program, purchase_id, buyer)
     # Taken before the row exists and held until commit: a webhook for this purchase that
     # arrives before Stripe has even answered waits here instead of finding nothing.
     locks.take_xact_lock(db, locks.purchase_lock_key(purchase_id), settings.lock_timeout_ms)
     tracked = purchases.new(Purchase.pending(
-        id=purchase_id, user_id=user_id, program_id=program.id, amount=program.amount, currency=program.currency,
-        livemode=settings.stripe_livemode,
+        id=purchase_id, user_id=buyer.user_id, program_id=program.id, amount=program.amount, currency=program.currency,
+        livemode=settings.stripe_livemode, email=buyer.email, stripe_customer_id=buyer.customer_id,
+        tax_behavior=request.tax_behavior,
     ))
     try:
         purchases.write(db, tracked)
@@ -76,18 +127,7 @@ def _create_purchase(db: Session, gateway: StripeGateway, settings: Settings, pr
         if getattr(exc.orig, "diag", None) and exc.orig.diag.constraint_name == ACTIVE_PURCHASE_INDEX:
             raise CheckoutConflict() from exc
         raise
-    session = gateway.create_checkout_session(
-        CheckoutRequest(
-            purchase_id=purchase_id,
-            user_id=user_id,
-            program_id=program.id,
-            program_name=program.name,
-            amount=program.amount,
-            currency=program.currency,
-            success_url=settings.success_url,
-            cancel_url=settings.cancel_url,
-        )
-    )
+    session = gateway.create_checkout_session(request)
     purchase = tracked.purchase
     purchase.stripe_session_id, purchase.checkout_url = session.id, session.url
     purchase.session_expires_at, purchase.livemode = session.expires_at, session.livemode

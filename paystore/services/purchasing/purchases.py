@@ -30,11 +30,10 @@ def list_user_purchases(db: Session, user_id: str) -> list[Purchase]:
         return purchases.for_user(db, user_id)
 
 
-def add_program(db: Session, program_id: str, name: str, amount: int, currency: str) -> Program:
-    program = Program(id=program_id, name=name, amount=amount, currency=currency.lower())
+def add_program(db: Session, program: Program) -> Program:
     with db.begin():
         if not programs.add(db, program):
-            raise ProgramExists(program_id)
+            raise ProgramExists(program.id)
     return program
 
 

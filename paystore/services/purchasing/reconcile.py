@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from paystore.config import Settings
 from paystore.domain.outcome import Outcome
+from paystore.domain.purchase import Purchase
 from paystore.services.purchasing import fulfilment
 from paystore.services.purchasing.errors import SessionMismatch
 from paystore.store import DATABASE_UNAVAILABLE, locks, purchases
@@ -32,6 +33,7 @@ class ReconcileRow:
     stripe_says: str
     action: str
     status_after: str
+    charged: str = "-"  # what the session charged, once it did (the purchase's amount_total etc.)
 
     @property
     def repaired(self) -> bool:
@@ -88,4 +90,17 @@ def _reconcile_one(
         action = "unchanged"
     else:
         action = f"repair: {applied.outcome}"
-    return ReconcileRow(purchase_id, applied.status_before, view.says, action, applied.status_after)
+    return ReconcileRow(purchase_id, applied.status_before, view.says, action, applied.status_after,
+                        charged(applied.purchase))
+
+
+def charged(p: Purchase) -> str:
+    """What the purchase was charged, e.g. "4410 eur (discount 490, tax 0; buyer paid 5102 chf)"."""
+    if p.amount_total is None:
+        return "-"
+    text = f"{p.amount_total} {p.currency} (discount {p.amount_discount or 0}, tax {p.amount_tax or 0}"
+    if p.discount:
+        text += f", {p.discount}"
+    if p.presentment_currency:
+        text += f"; buyer paid {p.presentment_amount} {p.presentment_currency}"
+    return text + ")"

@@ -8,15 +8,18 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from paystore import metrics
 from paystore.config import Settings
 from paystore.domain import lifecycle
 from paystore.domain.outcome import Outcome
 from paystore.errors import Refusal
 from paystore.services.stripe_events import recovery
-from paystore.services.stripe_events.errors import PurchaseNotYetKnown
+from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown
 from paystore.store import DATABASE_UNAVAILABLE, events, locks, purchases
+from paystore.stripe import version
 from paystore.stripe.errors import InvalidStripeObject
 from paystore.stripe.objects import Charge, CheckoutSession, Dispute, Event
+from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,21 @@ def _record_failure(db: Session, event: Event, exc: Exception) -> None:
         log.exception("Could not record the failure of %s; Stripe will retry it", event.id)
 
 
+def _check_api_version(event: Event) -> None:
+    """Count and log an event of another API version; refuse it if that version changes the
+    meaning of a field paystore reads (paystore.stripe.version)."""
+    if event.api_version is None or event.api_version == STRIPE_API_VERSION:
+        return
+    metrics.webhook_api_version_mismatch.labels(event.api_version).inc()
+    reason = version.incompatibility(event.api_version, event.type, event.object)
+    if reason is not None:
+        raise IncompatibleApiVersion(reason)
+    log.warning("Event %s is rendered in API version %s, paystore speaks %s: the fields it reads mean the same; "
+                "applied", event.id, event.api_version, STRIPE_API_VERSION)
+
+
 def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
+    _check_api_version(event)
     with db.begin():
         if event.livemode != settings.stripe_livemode:
             return _refuse_other_mode(db, settings, event)
