@@ -34,7 +34,10 @@ else
 fi
 
 if ! "$bin/paystore" programs list | grep -q '^prog_demo '; then
-	"$bin/paystore" programs add prog_demo --name "Demo program" --amount 4900 --currency usd
+	# As a course shop sets one up: buyers may enter a test promotion code (COURSE10, WELCOME5,
+	# FREECOURSE) and Stripe Tax adds VAT for the country they pick on the checkout page.
+	"$bin/paystore" programs add prog_demo --name "Demo program" --amount 4900 --currency usd \
+		--promotion-codes --automatic-tax --tax-behavior exclusive
 fi
 
 if [ -n "${PAYSTORE_NOTIFY_URL:-}" ]; then

@@ -3,15 +3,17 @@ paystore served over real HTTP (in-process threaded server, or gunicorn in test_
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from paystore import create_app
-from paystore.db import make_engine
+from paystore.db import make_engine, sqlalchemy_url
 from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
 from paystore.devtools.pgbouncer import pgbouncer
 from paystore.devtools.postgres import database_source, postgres_server, reset_database
@@ -37,6 +39,21 @@ def database_url(server_url: str) -> str:
     """The test database, migrated the way ops do it: `alembic upgrade head` from the repo root."""
     migrate_with_alembic(server_url)
     return server_url
+
+
+@pytest.fixture
+def fresh_database_url(server_url: str) -> Iterator[str]:
+    """An empty database of its own on the test server (for migrations from scratch), dropped after."""
+    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
+    name = f"paystore_fresh_{secrets.token_hex(4)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

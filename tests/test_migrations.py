@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from paystore.db import sqlalchemy_url
 from paystore.devtools.processes import wait_until
 from paystore.migrate import head_revision
 from paystore.models import Base
@@ -24,20 +20,6 @@ from tests.support.locks import someone_waits_for
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.no_db
-
-
-@pytest.fixture
-def fresh_database_url(server_url: str) -> Iterator[str]:
-    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
-    name = f"paystore_mig_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def alembic(database_url: str, *args: str, **env: str) -> subprocess.Popen[str]:

@@ -5,17 +5,12 @@ paid for, all from an empty directory."""
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from paystore.db import sqlalchemy_url
 from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
 from paystore.devtools.http import free_port
 from paystore.devtools.processes import healthy, stop_process_group, wait_until
@@ -42,20 +37,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run([sys.executable, "-m", "venv", str(venv)], scratch)
     run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)], scratch)
     return venv
-
-
-@pytest.fixture
-def fresh_database_url(server_url: str) -> Iterator[str]:
-    admin = create_engine(sqlalchemy_url(server_url), isolation_level="AUTOCOMMIT")
-    name = f"paystore_wheel_{secrets.token_hex(4)}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(sqlalchemy_url(server_url)).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_the_installed_wheel_migrates_serves_and_completes_a_paid_checkout(

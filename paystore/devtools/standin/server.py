@@ -73,12 +73,8 @@ class StripeStandIn:
         with self.state.lock:
             self.state.create_calls.append({"params": params, "idempotency_key": idempotency_key})
             fault = faults.create.popleft() if faults.create else None
-            if idempotency_key and idempotency_key in self.state.idempotent:
-                earlier_params, earlier = self.state.idempotent[idempotency_key]
-                if earlier_params != params:
-                    return 400, objects.error("idempotency_error", "Keys for idempotent requests can only be used with "
-                                              "the same parameters they were first used with.")
-                return 200, copy.deepcopy(earlier)
+            if (earlier := self._replayed(idempotency_key, params)) is not None:
+                return earlier
         if fault == "hang":
             faults.release_hung.wait(60)
             return 500, objects.error("api_error", "hung request released")
@@ -95,18 +91,25 @@ class StripeStandIn:
                 self.state.idempotent[idempotency_key] = (params, copy.deepcopy(session))
         return ("drop" if fault == "drop" else 200), session
 
+    def _replayed(self, key: str | None, params: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+        """Stripe's idempotency (the caller holds the state's lock): the first answer to this key
+        again, a 400 if the parameters differ, or None for a key not seen yet."""
+        if not key or key not in self.state.idempotent:
+            return None
+        earlier_params, earlier = self.state.idempotent[key]
+        if earlier_params != params:
+            return 400, objects.error("idempotency_error", "Keys for idempotent requests can only be used with "
+                                      "the same parameters they were first used with.")
+        return 200, copy.deepcopy(earlier)
+
     def create_customer(self, params: dict[str, Any], idempotency_key: str | None, api_key: str) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body) for `POST /v1/customers`, idempotent as Stripe is."""
         if self.faults.before_create_customer is not None:
             self.faults.before_create_customer(params)
         key = f"customer:{idempotency_key}" if idempotency_key else None
         with self.state.lock:
-            if key and key in self.state.idempotent:
-                earlier_params, earlier = self.state.idempotent[key]
-                if earlier_params != params:
-                    return 400, objects.error("idempotency_error", "Keys for idempotent requests can only be used with "
-                                              "the same parameters they were first used with.")
-                return 200, copy.deepcopy(earlier)
+            if (earlier := self._replayed(key, params)) is not None:
+                return earlier
             customer = objects.customer(params, livemode=api_key.startswith("sk_live_"))
             self.state.customers[customer["id"]] = customer
             if key:
