@@ -109,6 +109,9 @@ class Settings:
     receipt_email: bool = True
     invoice_creation: bool = False
     tax_id_collection: bool = False
+    # Refund a payment Radar warns of (most such warnings become disputes, which cost a fee):
+    # off by default, since it gives up a sale on a warning.
+    refund_on_early_fraud_warning: bool = False
 
     @property
     def stripe_livemode(self) -> bool:
@@ -147,6 +150,8 @@ class Settings:
             receipt_email=_bool(env, "PAYSTORE_RECEIPT_EMAIL", defaults.receipt_email),
             invoice_creation=_bool(env, "PAYSTORE_INVOICE_CREATION", defaults.invoice_creation),
             tax_id_collection=_bool(env, "PAYSTORE_TAX_ID_COLLECTION", defaults.tax_id_collection),
+            refund_on_early_fraud_warning=_bool(env, "PAYSTORE_REFUND_ON_EARLY_FRAUD_WARNING",
+                                                defaults.refund_on_early_fraud_warning),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

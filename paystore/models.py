@@ -34,6 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from paystore.domain.purchase import ACTIVE_STATUSES, OPEN_STATUSES, DisputeFact, PaymentFact, PurchaseStatus
+from paystore.domain.refund import RefundStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -128,6 +129,8 @@ class PurchaseRow(Base):
     discount: Mapped[str | None] = mapped_column(String(255))
     presentment_amount: Mapped[int | None] = mapped_column(Integer)
     presentment_currency: Mapped[str | None] = mapped_column(String(3))
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255))
+    reported_refunded_amount: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         Index(
@@ -144,6 +147,38 @@ class PurchaseRow(Base):
             postgresql_where=text(f"status IN ({', '.join(repr(str(s)) for s in OPEN_STATUSES)})"),
         ),
     )
+
+
+class RefundRow(Base):
+    """One Stripe refund of a purchase, as last reported (paystore.domain.refund)."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"), index=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
+    updated_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({', '.join(repr(str(s)) for s in RefundStatus)})", name="status_known"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+
+class RefundRequestRow(Base):
+    """A refund the shop asked for (POST /purchases/<id>/refunds), by its Idempotency-Key."""
+
+    __tablename__ = "refund_requests"
+
+    purchase_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("purchases.id"), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # of the request's body: another body is a 409
+    stripe_refund_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _utc_timestamp(server_default=func.now())
 
 
 class CustomerRow(Base):

@@ -96,7 +96,7 @@ def expected_status(kinds: set[str], mismatch: bool) -> str:
     if mismatch and kinds & {"completed_paid", "completed_unpaid", "async_succeeded"}:  # a completion
         return "needs_review"
     if kinds & {"completed_paid", "async_succeeded"}:
-        if "dispute_lost" in kinds:
+        if "dispute_lost" in kinds and "dispute_won" not in kinds:  # a won appeal undoes a loss
             return "dispute_lost"
         if "refund_full" in kinds:
             return "refunded"

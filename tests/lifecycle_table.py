@@ -17,6 +17,10 @@ STATE_TABLE = [
     (["completed_paid", "dispute_created"], "dispute_lost", "dispute_lost", "dispute_lost"),
     (["completed_paid"], "dispute_lost", "dispute_lost", "dispute_lost"),
     (["completed_paid", "dispute_created"], "dispute_won", "completed", "completed"),
+    # An appeal of a lost dispute that wins: the money comes back, and so does access.
+    (["completed_paid", "dispute_lost"], "dispute_won", "completed", "completed"),
+    # A dispute of a charge refunded in full: kept as a fact (the refund may still fail).
+    (["completed_paid", "refund_full"], "dispute_created", "recorded", "refunded"),
 ]
 
 
@@ -30,9 +34,7 @@ BACKWARDS = [
     (["completed_paid", "refund_full"], "async_succeeded", "refunded"),
     (["completed_paid", "refund_full"], "completed_paid", "refunded"),
     (["completed_paid", "refund_full"], "refund_partial", "refunded"),
-    (["completed_paid", "refund_full"], "dispute_created", "refunded"),
     (["completed_paid", "dispute_lost"], "dispute_created", "dispute_lost"),
-    (["completed_paid", "dispute_lost"], "dispute_won", "dispute_lost"),
     (["completed_paid", "dispute_created", "dispute_won"], "dispute_created", "completed"),
     (["completed_paid", "dispute_won"], "dispute_created", "completed"),
     (["expired"], "expired", "expired"),

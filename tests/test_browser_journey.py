@@ -308,8 +308,27 @@ def test_refund_in_parts_then_in_full(journey: Journey, browser: WebDriver) -> N
     purchase = journey.api.get(f"/purchases/{journey.purchase['purchase_id']}").json()
     assert (purchase["status"], purchase["refunded_amount"]) == ("refunded", 4900)
     screenshot(browser, "dashboard-refunded")
-    assert journey.delivered() == [("checkout.session.completed", "200"), ("charge.refunded", "200"), ("charge.refunded", "200")]
+    refund_events = [("refund.created", "200"), ("charge.refunded", "200")]
+    assert journey.delivered() == [("checkout.session.completed", "200"), *refund_events * 2]
     assert browser.find_elements(By.ID, "refund") == []  # nothing left to refund
+
+
+def test_a_refund_that_fails_on_the_dashboard_brings_the_purchase_back_and_the_shop_is_told(
+    journey: Journey, browser: WebDriver, shop: PretendShop, cli_env: dict[str, str]
+) -> None:
+    browser.get(journey.checkout("buyer_refund_fails"))
+    click(browser, "card")
+    browser.get(journey.dashboard_url)
+    click(browser, "refund-full")
+    assert journey.status() == "refunded"
+    click(browser, "fail-refund", shot="dashboard-fail-refund")
+
+    assert journey.status() == "completed"
+    assert "failed (expired_or_canceled_card)" in browser.find_element(By.ID, "refunds").text
+    assert [kind for kind, _ in journey.delivered()][-3:] == ["refund.failed", "refund.updated", "charge.refund.updated"]
+    told = notified(deliver_notifications(cli_env, shop), journey.purchase["purchase_id"])
+    assert told[-3:] == [("purchase.refunded", "completed"), ("purchase.refund_failed", None),
+                         ("purchase.completed", "refunded")]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ def test_help_lists_paystore_commands_not_flasks(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     commands = set(re.findall(r"^  (\w+) ", result.stdout.split("Commands:")[1], re.MULTILINE))
-    assert commands == {"db", "events", "notifications", "programs", "reconcile", "report"}
+    assert commands == {"db", "events", "notifications", "programs", "reconcile", "refunds", "report"}
     assert "--app" not in result.stdout and "--env-file" not in result.stdout
     assert "-v, --verbose" in result.stdout
     assert result.stderr == "" and not (tmp_path / "pgdata").exists()

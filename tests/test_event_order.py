@@ -40,6 +40,7 @@ from tests.support.negative_controls import remove_the_lock_and_meet_before_appl
 
 _buyers = itertools.count()
 PAID = ("paid", "async_ok")
+REFUND_ORDER = {"requires_action": 0, "pending": 1, "succeeded": 2, "failed": 3, "canceled": 3}
 RETRIED_BY_STRIPE = ("purchase_not_yet_known", "lock_timeout")
 
 
@@ -51,10 +52,11 @@ class Story:
     legacy: bool
     mismatch: bool
     stripe: str = "open"  # open, paid, unpaid (delayed, processing), async_ok, async_failed, expired
-    refunded: str | None = None  # partial, full
+    refunds: dict[str, tuple[int, str]] = field(default_factory=dict)  # Stripe's refunds: id -> (amount, status)
     dispute: str | None = None  # open, won, lost
     generated: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     told: set[str] = field(default_factory=set)  # facts paystore has acknowledged
+    refunds_told: dict[str, str] = field(default_factory=dict)  # refund id -> the latest status paystore took
     acked: set[str] = field(default_factory=set)  # event ids answered 2xx
     waiting: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # answered 503: Stripe retries
 
@@ -66,9 +68,32 @@ class Story:
             "unpaid": ["async_succeeded", "async_failed"],
         }.get(self.stripe, [])
         if self.stripe in PAID:
-            moves += {None: ["refund_partial", "refund_full"], "partial": ["refund_full"]}.get(self.refunded, [])
+            moves += ["refund_part", "refund_rest"] if self.left_to_refund() else []
+            moves += ["refund_fails"] if any(s == "succeeded" for _, s in self.refunds.values()) else []
             moves += {None: ["dispute_created"], "open": ["dispute_won", "dispute_lost"]}.get(self.dispute, [])
         return moves
+
+    def left_to_refund(self) -> int:
+        return self.purchase.amount - sum(a for a, s in self.refunds.values() if s not in ("failed", "canceled"))
+
+    def learn(self, kind: str, event: dict[str, Any]) -> None:
+        """What paystore now knows, once it took the event (a refund's report, or a charge's list)."""
+        obj = event["data"]["object"]
+        reports = obj["refunds"]["data"] if kind == "charge_refunded" else [obj] if kind == "refund_event" else []
+        for report in reports:
+            known = self.refunds_told.get(report["id"])
+            if known is None or REFUND_ORDER[report["status"]] > REFUND_ORDER[known]:
+                self.refunds_told[report["id"]] = report["status"]
+        if not reports and kind not in ("charge_refunded", "refund_event"):
+            self.told.add(kind)
+
+    def refunded_told(self) -> int:
+        return sum(self.refunds[rid][0] for rid, s in self.refunds_told.items() if s not in ("failed", "canceled"))
+
+    def expected(self) -> str:
+        """The reference model: the status the facts paystore has been told lead to."""
+        kinds = self.told | ({"refund_full"} if self.refunded_told() >= self.purchase.amount else set())
+        return expected_status(kinds, self.mismatch)
 
     def generate(self, kind: str) -> None:
         changes: dict[str, Any] = {}
@@ -90,6 +115,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         super().__init__()
         reset_database(self.engine)
         self.standin.reset()
+        self.standin.faults.deliver_api_events = False  # the machine delivers every event itself
         self.all: list[Story] = []
 
     # ------------------------------------------------------------ the buyer and Stripe
@@ -121,11 +147,50 @@ class LifecycleMachine(RuleBasedStateMachine):
         elif move == "expired":
             self.standin.settle(session_id, status="expired", payment_status="unpaid")
             story.stripe = "expired"
-        elif move.startswith("refund_"):
-            story.refunded = move.removeprefix("refund_")
+        elif move in ("refund_part", "refund_rest"):
+            left = story.left_to_refund()
+            self._refunded(story, self.standin.actions.refund(session_id, left if move == "refund_rest" else max(1, left // 2)))
+            return
+        elif move == "refund_fails":
+            events = self.standin.actions.fail_refund(session_id)
+            refund = events[0]["data"]["object"]
+            story.refunds[refund["id"]] = (refund["amount"], "failed")
+            story.generated += [("refund_event", event) for event in events]
+            return
         else:
             story.dispute = {"dispute_created": "open", "dispute_won": "won", "dispute_lost": "lost"}[move]
         story.generate(move)
+
+    def _refunded(self, story: Story, events: list[dict[str, Any]]) -> None:
+        refund = events[0]["data"]["object"]
+        story.refunds[refund["id"]] = (refund["amount"], refund["status"])
+        story.generated += [("refund_event", events[0]), ("charge_refunded", events[1])]
+
+    @precondition(lambda self: any(s.stripe in PAID and s.left_to_refund() for s in self.all))
+    @rule(data=st.data(), rest=st.booleans())
+    def shop_refunds(self, data: st.DataObject, rest: bool) -> None:
+        """The shop refunds through paystore: applied from Stripe's answer at once, its events later."""
+        story = data.draw(st.sampled_from([s for s in self.all if s.stripe in PAID and s.left_to_refund()]), label="story")
+        left = story.left_to_refund()
+        amount = left if rest else max(1, left // 2)
+        seen = set(self.standin.state.events)
+        answer = self.api.post(f"/purchases/{story.purchase.purchase_id}/refunds", {"amount": amount},
+                               headers={"Idempotency-Key": f"shop-{next(_buyers)}"})
+        # paystore refunds what it knows is paid and left (Stripe may know more than it was told yet)
+        if story.expected() not in ("completed", "disputed"):
+            expected_status_code = 409
+        elif amount > story.purchase.amount - story.refunded_told():
+            expected_status_code = 400
+        else:
+            expected_status_code = 202
+        assert answer.status_code == expected_status_code, answer.text
+        if answer.status_code != 202:
+            return
+        refund = answer.json()["refund"]
+        story.refunds[refund["id"]] = (refund["amount"], refund["status"])
+        story.learn("refund_event", {"data": {"object": refund}})
+        new = [e for eid, e in self.standin.state.events.items() if eid not in seen]
+        story.generated += [("refund_event" if e["type"] == "refund.created" else "charge_refunded", e) for e in new]
 
     # ------------------------------------------------------------ deliveries
     def _answered(self, story: Story, kind: str, event: dict[str, Any], answer: requests.Response) -> None:
@@ -134,7 +199,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         assert answer.status_code == 200, (kind, answer.status_code, answer.text)
         story.acked.add(event["id"])
-        story.told.add(kind)
+        story.learn(kind, event)
 
     @precondition(lambda self: any(s.generated for s in self.all))
     @rule(data=st.data())
@@ -188,7 +253,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         learned = {"paid": "completed_paid", "async_ok": "completed_paid", "unpaid": "completed_unpaid",
                    "async_failed": "async_failed", "expired": "expired"}
         for story in self.all:
-            if expected_status(story.told, story.mismatch) in ("pending", "awaiting_payment") and story.stripe in learned:
+            if story.expected() in ("pending", "awaiting_payment") and story.stripe in learned:
                 story.told.add(learned[story.stripe])
 
     # ------------------------------------------------------------ what must hold after every step
@@ -196,11 +261,12 @@ class LifecycleMachine(RuleBasedStateMachine):
     def each_status_is_what_the_reference_model_derives(self) -> None:
         for story in self.all:
             row = purchase_row(self.engine, story.purchase.purchase_id)
-            expected = expected_status(story.told, story.mismatch)
+            expected = story.expected()
             assert row["status"] == expected, (
-                f"{story.purchase.purchase_id}: {row['status']} != {expected} after {sorted(story.told)} "
-                f"(legacy={story.legacy}, mismatch={story.mismatch})"
+                f"{story.purchase.purchase_id}: {row['status']} != {expected} after {sorted(story.told)}, "
+                f"refunds {story.refunds_told} (legacy={story.legacy}, mismatch={story.mismatch})"
             )
+            assert row["refunded_amount"] == story.refunded_told(), (row["refunded_amount"], story.refunds_told)
 
     @invariant()
     def every_acknowledged_event_is_recorded_once_and_finished(self) -> None:

@@ -14,17 +14,26 @@ from paystore.api.admission import Overloaded
 from paystore.services.purchasing.errors import (
     AlreadyPurchased,
     CheckoutConflict,
+    IdempotencyKeyReused,
     InvalidSessionId,
+    NotRefundable,
     PaymentInProgress,
     ProgramNotFound,
     PurchaseNotFound,
+    RefundTooLarge,
     SessionMismatch,
     SessionNotFound,
 )
 from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown, UnrecoverablePurchase
 from paystore.store import DATABASE_UNAVAILABLE
 from paystore.store.locks import LockTimeout
-from paystore.stripe.errors import InvalidStripeObject, InvalidWebhook, StripeUnavailable, WebhookNotConfigured
+from paystore.stripe.errors import (
+    InvalidStripeObject,
+    InvalidWebhook,
+    StripeIdempotencyConflict,
+    StripeUnavailable,
+    WebhookNotConfigured,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +82,10 @@ RULES: dict[type[BaseException], Rule] = {
     SessionMismatch: Rule(409, "session_mismatch", then="; nothing was changed"),
     Overloaded: Rule(503, "overloaded", retry=True, then="; retry shortly"),
     StripeUnavailable: Rule(502, "stripe_unavailable", then="; nothing was charged or saved, try again"),
+    NotRefundable: Rule(409, "purchase_not_refundable"),
+    RefundTooLarge: Rule(400, "refund_exceeds_remaining"),
+    IdempotencyKeyReused: Rule(409, "idempotency_key_reused", then="; nothing was refunded"),
+    StripeIdempotencyConflict: Rule(409, "idempotency_key_reused", then="; nothing was refunded"),
     InvalidWebhook: Rule(400, "invalid_webhook"),
     InvalidStripeObject: Rule(400, "invalid_payload"),
     WebhookNotConfigured: Rule(503, "webhook_not_configured", retry=True, log_level=logging.ERROR),

@@ -12,9 +12,11 @@ from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import ApiError, error_code
 from paystore.domain.purchase import purchase_json
+from paystore.domain.refund import refund_json
 from paystore.extension import current_paystore
 from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
-from paystore.services.purchasing import checkout, purchases
+from paystore.services.purchasing import checkout, purchases, refunds
+from paystore.stripe.fields import MAX_AMOUNT
 
 bp = Blueprint("purchases", __name__)
 bp.before_request(require_token)
@@ -70,6 +72,44 @@ def create_checkout() -> ResponseReturnValue:
 @bp.get("/purchases/<purchase_id>")
 def get_purchase(purchase_id: str) -> ResponseReturnValue:
     return jsonify(purchase_json(purchases.get_purchase(get_db(), purchase_id)))
+
+
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, as Stripe takes them
+
+
+def _refund_body() -> tuple[int | None, str | None]:
+    data = request.get_data(cache=False)
+    if not data.strip():
+        return None, None
+    if not request.is_json:
+        raise ApiError(400, "invalid_body", "the body must be a JSON object sent with Content-Type: application/json")
+    try:
+        body = loads_bounded(data)
+    except UnacceptableJson as exc:
+        raise ApiError(400, "invalid_body", f"the body must be a JSON object: {exc}") from None
+    if not isinstance(body, dict) or set(body) - {"amount", "reason"}:
+        raise ApiError(400, "invalid_body", "the body is {\"amount\"?: integer > 0, \"reason\"?: string}")
+    amount, reason = body.get("amount"), body.get("reason")
+    if isinstance(amount, float) and amount.is_integer():  # JSON's 404.0 is the integer 404
+        amount = int(amount)
+    if amount is not None and (not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= MAX_AMOUNT):
+        raise ApiError(400, "invalid_body", "amount must be a positive integer in minor units")
+    if reason is not None and reason not in refunds.REASONS:
+        raise ApiError(400, "invalid_body", f"reason must be one of {', '.join(refunds.REASONS)}")
+    return amount, reason
+
+
+@bp.post("/purchases/<purchase_id>/refunds")
+def refund_purchase(purchase_id: str) -> ResponseReturnValue:
+    key = request.headers.get("Idempotency-Key", "")
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError(400, "idempotency_key_required",
+                       "an Idempotency-Key header (1 to 255 printable characters) is required: a retry must not refund twice")
+    amount, reason = _refund_body()
+    ext = current_paystore()
+    answer = refunds.refund(get_db(), ext.gateway, ext.settings, purchase_id, amount, reason, key)
+    logs.bind(purchase_id=str(answer.purchase.id))
+    return jsonify(refund=refund_json(answer.refund), purchase=purchase_json(answer.purchase)), 202
 
 
 @bp.get("/users/<user_id>/purchases")

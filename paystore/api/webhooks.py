@@ -22,7 +22,7 @@ def stripe_webhook() -> ResponseReturnValue:
         event = ext.gateway.verify_webhook(request.get_data(cache=False), request.headers.get("Stripe-Signature"))
         event_type = event.type
         logs.bind(stripe_event_id=event.id, stripe_event_type=event.type)
-        result = webhooks.handle_event(get_db(), ext.settings, event)
+        result = webhooks.handle_event(get_db(), ext.gateway, ext.settings, event)
     except Exception as exc:
         metrics.webhook_events.labels(event_type, error_code(exc)).inc()
         raise

@@ -63,9 +63,10 @@ def echo_table(headers: list[str], rows: list[list[object]]) -> None:
 
 
 def commands() -> list[click.Command]:
-    from paystore.cli import db, events, notifications, ops, programs
+    from paystore.cli import db, events, notifications, ops, programs, refunds
 
-    return [db.db, programs.programs, events.events, notifications.notifications, ops.report, ops.reconcile]
+    return [db.db, programs.programs, refunds.refunds, events.events, notifications.notifications, ops.report,
+            ops.reconcile]
 
 
 @click.group(help="paystore management commands.")

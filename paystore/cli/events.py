@@ -12,6 +12,8 @@ from paystore.cli.ops import Duration
 from paystore.domain.outcome import Outcome
 from paystore.extension import Paystore
 from paystore.services.stripe_events import history
+from paystore.services.stripe_events import sync as stripe_sync
+from paystore.stripe.errors import StripeUnavailable
 
 events = click.Group("events", help="Recorded Stripe events.")
 
@@ -63,10 +65,38 @@ def replay(ext: Paystore, event_id: str | None, all_failed: bool) -> None:
         try:
             # A fresh session per event: nothing read for one event can be stale for the next.
             with ext.session_factory() as db:
-                result = history.replay(db, ext.settings, stripe_event_id)
+                result = history.replay(db, ext.gateway, ext.settings, stripe_event_id)
             click.echo(f"{stripe_event_id}: {result.outcome}")
         except Exception as exc:  # one bad event must not stop the others
             errors += 1
             click.echo(f"{stripe_event_id}: error: {type(exc).__name__}: {exc}", err=True)
     if errors:
+        sys.exit(1)
+
+
+@events.command("sync")
+@click.option("--since", type=Duration(), default="72h", show_default=True,
+              help="Events Stripe created within this window (it keeps 30 days).")
+@click.option("--undelivered-only", is_flag=True, help="Only events Stripe could not deliver.")
+@with_paystore
+def sync(ext: Paystore, since: timedelta, undelivered_only: bool) -> None:
+    """Run Stripe's events of the window through the webhook handler (safe at any time: an event
+    already recorded is a duplicate). Exit status 1 if some event could not be applied."""
+    if not ext.settings.stripe_secret_key:
+        raise click.ClickException("STRIPE_SECRET_KEY is unset: events sync lists the events at Stripe; set it and retry")
+    with ext.session_factory() as db:
+        try:
+            report = stripe_sync.sync(db, ext.gateway, ext.settings, since, undelivered_only=undelivered_only)
+        except StripeUnavailable as exc:
+            raise click.ClickException(f"Stripe: {exc}") from None
+    if report.beyond_retention:
+        click.echo(f"note: Stripe keeps {stripe_sync.STRIPE_KEEPS_EVENTS.days} days of events; older ones cannot be listed",
+                   err=True)
+    echo_table(["EVENT", "TYPE", "CREATED", "OUTCOME"],
+               [[r.event_id, r.type, r.created.isoformat(timespec="seconds"), r.outcome] for r in report.rows])
+    applied = [r for r in report.rows if r.applied]
+    new = [r for r in applied if r.outcome != "duplicate"]
+    click.echo(f"{len(report.rows)} events listed: {len(new)} applied now, {len(applied) - len(new)} already recorded, "
+               f"{len(report.failed)} could not be applied")
+    if report.failed:
         sys.exit(1)

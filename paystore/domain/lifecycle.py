@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from paystore.domain.outcome import Outcome
 from paystore.domain.purchase import DisputeFact, PaymentFact, Purchase, PurchaseStatus
-from paystore.stripe.objects import Charge, CheckoutSession, Dispute
+from paystore.stripe.objects import CheckoutSession
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,18 @@ def derive_status(purchase: Purchase) -> PurchaseStatus:
         }[purchase.payment]
     if purchase.dispute == DisputeFact.LOST:
         return PurchaseStatus.DISPUTE_LOST
-    if purchase.refunded_amount >= purchase.amount:
+    if refunded_in_full(purchase):
         return PurchaseStatus.REFUNDED
     if purchase.dispute == DisputeFact.OPEN:
         return PurchaseStatus.DISPUTED
     return PurchaseStatus.COMPLETED
+
+
+def refunded_in_full(purchase: Purchase) -> bool:
+    """Everything the buyer paid is on its way back (what was charged: after a promotion code,
+    with the tax; a free course is never refunded)."""
+    charged = purchase.amount_total if purchase.amount_total is not None else purchase.amount
+    return charged > 0 and purchase.refunded_amount >= charged
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) 
     after = _Facts.of(purchase)
     if after.refunded_amount > before.refunded_amount:
         return Outcome.PARTIALLY_REFUNDED
+    if after.refunded_amount < before.refunded_amount:
+        return Outcome.REFUND_FAILED  # a refund stopped counting; the status did not move
     return Outcome.RECORDED if after != before else Outcome.STALE
 
 
@@ -152,35 +161,6 @@ def learn_from_session(event_type: str, session: CheckoutSession, stripe_livemod
             p.payment = PaymentFact.AWAITING
         if p.payment in (PaymentFact.PAID, PaymentFact.AWAITING) and event_type != SESSION_ASYNC_FAILED:
             _record_charge(p, session)
-
-    return learn
-
-
-def learn_from_refund(charge: Charge) -> Callable[[Purchase], None]:
-    def learn(p: Purchase) -> None:
-        # amount_refunded is cumulative, so the largest value seen is the truth in any order.
-        p.refunded_amount = max(p.refunded_amount, charge.amount_refunded)
-
-    return learn
-
-
-def learn_from_dispute(dispute: Dispute, closed: bool) -> Callable[[Purchase], None]:
-    def learn(p: Purchase) -> None:
-        if p.dispute in (DisputeFact.WON, DisputeFact.LOST):
-            return  # a closed dispute stays closed; a late `created` is stale
-        opening = not closed and dispute.status not in ("won", "warning_closed", "lost")
-        if opening and (p.dispute == DisputeFact.OPEN or p.refunded_amount >= p.amount):
-            return  # already open, or the charge is refunded in full: nothing can change
-        if p.dispute_id is None:
-            p.dispute_id = dispute.id
-        if closed:
-            p.dispute = DisputeFact.LOST if dispute.status == "lost" else DisputeFact.WON
-        elif dispute.status in ("won", "warning_closed"):
-            p.dispute = DisputeFact.WON
-        elif dispute.status == "lost":
-            p.dispute = DisputeFact.LOST
-        else:
-            p.dispute = DisputeFact.OPEN
 
     return learn
 

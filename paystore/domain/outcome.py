@@ -21,6 +21,7 @@ class Outcome(StrEnum):
     NEEDS_REVIEW = "needs_review"
     # The status stayed.
     PARTIALLY_REFUNDED = "partially_refunded"
+    REFUND_FAILED = "refund_failed"  # a refund failed or was canceled: it stopped counting
     RECORDED = "recorded"  # a new fact with no visible change, e.g. a dispute closed before its `created`
     STALE = "stale"  # nothing new: a replay, or an event that would move the purchase backwards
     # Webhooks only.

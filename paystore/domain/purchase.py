@@ -94,6 +94,10 @@ class Purchase:
     discount: str | None = None
     presentment_amount: int | None = None
     presentment_currency: str | None = None
+    # The charge paystore's refunds and disputes refer to, and the largest `amount_refunded` its
+    # events reported (what counts when no refund is known one by one: paystore.domain.refund).
+    stripe_charge_id: str | None = None
+    reported_refunded_amount: int = 0
 
     @classmethod
     def pending(

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, select, text, tr
 from sqlalchemy.orm import Session, aliased
 
 from paystore.domain.purchase import Purchase, purchase_json
+from paystore.domain.refund import Refund
 from paystore.models import NotificationRow
 
 # Delivery is retried for this long after the change, then the row is marked dead.
@@ -30,7 +31,8 @@ RETRY_FOR = timedelta(days=3)
 LEASE = timedelta(seconds=60)
 FILTERS = ("undelivered", "dead", "delivered", "all")
 
-# Selected FROM the purchase statement's RETURNING rows: no purchase written, no notification.
+# Selected FROM the writing statement's RETURNING rows (a CTE named `written`): nothing written,
+# no notification. `%(id)s` is the purchase's id.
 INSERT_FOR_WRITTEN = (
     "INSERT INTO notifications (id, purchase_id, type, body, created_at, next_attempt_at, give_up_at,"
     " attempts, failed_attempts) SELECT %(n_id)s, %(id)s, %(n_type)s, %(n_body)s, %(n_at)s, %(n_at)s,"
@@ -40,14 +42,24 @@ INSERT_FOR_WRITTEN = (
 
 def parameters(purchase: Purchase, previous_status: str | None) -> dict[str, Any]:
     """The notification of `purchase`'s new status, as parameters of INSERT_FOR_WRITTEN."""
+    return _parameters(f"purchase.{purchase.status}", {"purchase": purchase_json(purchase),
+                                                       "previous_status": previous_status})
+
+
+def refund_failed_parameters(purchase: Purchase, refund: Refund) -> dict[str, Any]:
+    """The notification that one of the purchase's refunds failed (or was canceled): the buyer
+    got nothing back. Written before the status change it may bring, and sent before it."""
+    return _parameters("purchase.refund_failed", {
+        "purchase": purchase_json(purchase),
+        "refund": {"id": refund.id, "amount": refund.amount, "status": str(refund.status),
+                   "failure_reason": refund.failure_reason},
+    })
+
+
+def _parameters(notification_type: str, data: dict[str, Any]) -> dict[str, Any]:
     now = datetime.now(UTC)
     notification_id = uuid.uuid4()
-    body = {
-        "id": str(notification_id),
-        "type": f"purchase.{purchase.status}",
-        "created_at": now.isoformat(),
-        "data": {"purchase": purchase_json(purchase), "previous_status": previous_status},
-    }
+    body = {"id": str(notification_id), "type": notification_type, "created_at": now.isoformat(), "data": data}
     return {"n_id": notification_id, "n_type": body["type"], "n_body": json.dumps(body, separators=(",", ":")),
             "n_at": now, "n_give_up": now + RETRY_FOR}
 

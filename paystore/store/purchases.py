@@ -57,6 +57,7 @@ _DECIDING = (
 )
 _ID_BY_INTENT = "SELECT id FROM purchases WHERE stripe_payment_intent_id = %(pi)s"
 _ID_BY_SESSION = "SELECT id FROM purchases WHERE stripe_session_id = %(s)s"
+_ID_BY_CHARGE = "SELECT id FROM purchases WHERE stripe_charge_id = %(c)s"
 _INSERT = (f"INSERT INTO purchases ({', '.join(_INSERTED)}) VALUES ({', '.join(f'%({n})s' for n in _INSERTED)})"
            " RETURNING updated_at")
 _UPDATE = "UPDATE purchases SET {}, updated_at = now() WHERE id = %(id)s RETURNING updated_at".format
@@ -148,6 +149,10 @@ def id_for_session(db: Session, session_id: str) -> uuid.UUID | None:
 
 def id_for_payment_intent(db: Session, payment_intent_id: str) -> uuid.UUID | None:
     return sql.scalar(db, _ID_BY_INTENT, {"pi": payment_intent_id})
+
+
+def id_for_charge(db: Session, charge_id: str) -> uuid.UUID | None:
+    return sql.scalar(db, _ID_BY_CHARGE, {"c": charge_id})
 
 
 def active(db: Session, user_id: str, program_id: str) -> Purchase | None:

@@ -104,3 +104,24 @@ def create_customer(user_id: str, email: str | None, livemode: bool) -> Call:
         params["email"] = email
     fingerprint = hashlib.sha256(f"{livemode}:{email or ''}".encode()).hexdigest()[:16]
     return Call("customers.create", "post", "/v1/customers", params, idempotency_key=f"customer:{user_id}:{fingerprint}")
+
+
+def create_refund(payment_intent_id: str, amount: int | None, reason: str | None, metadata: dict[str, str],
+                  idempotency_key: str) -> Call:
+    """A refund of the payment (`amount` None: all that is left of it)."""
+    params: dict[str, Any] = {"payment_intent": payment_intent_id, "metadata": metadata}
+    if amount is not None:
+        params["amount"] = amount
+    if reason is not None:
+        params["reason"] = reason
+    return Call("refunds.create", "post", "/v1/refunds", params, idempotency_key=idempotency_key)
+
+
+# What `paystore events sync` reads: the events of these types since a time, newest first, a page at a time.
+def list_events(types: tuple[str, ...], created_gte: int, *, undelivered_only: bool, starting_after: str | None) -> Call:
+    params: dict[str, Any] = {"types": list(types), "created": {"gte": created_gte}, "limit": 100}
+    if undelivered_only:
+        params["delivery_success"] = False
+    if starting_after is not None:
+        params["starting_after"] = starting_after
+    return Call("events.list", "get", "/v1/events", params)

@@ -20,3 +20,7 @@ class WebhookNotConfigured(Refusal):
 class InvalidStripeObject(Refusal, ValueError):
     """A Stripe object lacks a field paystore needs, or holds one it could not store; the message
     names the field."""
+
+
+class StripeIdempotencyConflict(Exception):
+    """Stripe saw this idempotency key before, with other parameters: nothing new was made."""

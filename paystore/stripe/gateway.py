@@ -14,6 +14,7 @@ import stripe
 # every attribute access (about 1 us each, on every checkout and webhook).
 from stripe import (
     APIConnectionError,
+    IdempotencyError,
     SignatureVerificationError,
     StripeError,
     WebhookSignature,
@@ -23,8 +24,14 @@ from paystore import metrics
 from paystore.inputs import UnacceptableJson, loads_bounded
 from paystore.stripe import calls, fields
 from paystore.stripe.calls import Call, CheckoutRequest
-from paystore.stripe.errors import InvalidStripeObject, InvalidWebhook, StripeUnavailable, WebhookNotConfigured
-from paystore.stripe.objects import CheckoutSession, Event
+from paystore.stripe.errors import (
+    InvalidStripeObject,
+    InvalidWebhook,
+    StripeIdempotencyConflict,
+    StripeUnavailable,
+    WebhookNotConfigured,
+)
+from paystore.stripe.objects import CheckoutSession, Event, EventPage, RefundReport
 from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
@@ -93,6 +100,18 @@ class StripeGateway:
         """A new Stripe Customer for the user; its id."""
         return self._send(calls.create_customer(user_id, email, livemode), _customer_id)
 
+    def create_refund(self, payment_intent_id: str, amount: int | None, reason: str | None, metadata: dict[str, str],
+                      idempotency_key: str) -> RefundReport:
+        """Refund the payment (Stripe's answer: the refund, usually `pending` or `succeeded`)."""
+        call = calls.create_refund(payment_intent_id, amount, reason, metadata, idempotency_key)
+        return self._send(call, RefundReport.from_dict)
+
+    def list_events(self, types: tuple[str, ...], created_gte: int, *, undelivered_only: bool,
+                    starting_after: str | None = None) -> EventPage:
+        """One page of Stripe's events (newest first), as stored payloads."""
+        call = calls.list_events(types, created_gte, undelivered_only=undelivered_only, starting_after=starting_after)
+        return self._send(call, EventPage.from_dict)
+
     def _send(self, call: Call, parse: Callable[[dict[str, Any]], T]) -> T:
         """The one way out to Stripe. raw_request answers the JSON as a dict, without building (and
         then flattening) a tree of StripeObjects; errors are raised exactly as by the typed calls."""
@@ -102,6 +121,10 @@ class StripeGateway:
         try:
             answer = self._client.raw_request(call.method, call.path, **call.params, **options)
             return parse(answer.data)
+        except IdempotencyError as exc:
+            metrics.stripe_errors.labels(name, "idempotency").inc()
+            log.error("Stripe %s refused a reused idempotency key: request %s", name, exc.request_id)
+            raise StripeIdempotencyConflict("this idempotency key was used with other parameters") from None
         except APIConnectionError as exc:
             metrics.stripe_errors.labels(name, "connection").inc()
             log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)

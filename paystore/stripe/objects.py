@@ -75,6 +75,34 @@ class CheckoutSession:
 
 
 @dataclass(frozen=True)
+class RefundReport:
+    """One refund as Stripe reports it (a refund object, or an entry of a charge's refund list)."""
+
+    id: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    amount: int
+    status: str
+    failure_reason: str | None
+    reason: str | None
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> RefundReport:
+        refund_id = read.stripe_id(obj, "id")
+        if not refund_id.startswith(("re_", "pyr_")):
+            raise InvalidStripeObject("refund.id must start with re_")
+        return cls(
+            id=refund_id,
+            charge_id=read.expandable_id(obj, "charge"),
+            payment_intent_id=read.expandable_id(obj, "payment_intent"),
+            amount=read.field(obj, "amount", int),
+            status=read.field(obj, "status", str),
+            failure_reason=read.field(obj, "failure_reason", str, optional=True),
+            reason=read.field(obj, "reason", str, optional=True),
+        )
+
+
+@dataclass(frozen=True)
 class Charge:
     id: str
     payment_intent_id: str | None
@@ -82,9 +110,14 @@ class Charge:
     amount_refunded: int
     currency: str
     livemode: bool
+    # The charge's refunds, when the event carries them (`refunds.data`); not included by default
+    # since 2022-11-15, so possibly empty although refunds exist.
+    refunds: tuple[RefundReport, ...] = ()
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Charge:
+        listed = read.nested(obj, "refunds")
+        data = read.field(listed, "data", list, optional=True) or []
         return cls(
             id=read.stripe_id(obj, "id"),
             payment_intent_id=read.expandable_id(obj, "payment_intent"),
@@ -92,12 +125,15 @@ class Charge:
             amount_refunded=read.field(obj, "amount_refunded", int),
             currency=read.currency(obj) or "",
             livemode=read.livemode(obj),
+            refunds=tuple(RefundReport.from_dict(read.nested({"object": "charge.refunds", "item": item}, "item"))
+                          for item in data),
         )
 
 
 @dataclass(frozen=True)
 class Dispute:
     id: str
+    charge_id: str | None
     payment_intent_id: str | None
     status: str
     livemode: bool
@@ -106,9 +142,29 @@ class Dispute:
     def from_dict(cls, obj: dict[str, Any]) -> Dispute:
         return cls(
             id=read.stripe_id(obj, "id"),
+            charge_id=read.expandable_id(obj, "charge"),
             payment_intent_id=read.expandable_id(obj, "payment_intent"),
             status=read.field(obj, "status", str),
             livemode=read.livemode(obj),
+        )
+
+
+@dataclass(frozen=True)
+class EarlyFraudWarning:
+    """Radar's warning that a card network reported the charge as fraud (most become disputes)."""
+
+    id: str
+    charge_id: str | None
+    payment_intent_id: str | None
+    actionable: bool
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> EarlyFraudWarning:
+        return cls(
+            id=read.stripe_id(obj, "id"),
+            charge_id=read.expandable_id(obj, "charge"),
+            payment_intent_id=read.expandable_id(obj, "payment_intent"),
+            actionable=obj.get("actionable") is not False,
         )
 
 
@@ -149,3 +205,18 @@ class Event:
             payload_json=stored_json,
             api_version=api_version,
         )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of `GET /v1/events`: the events as Stripe stores them, newest first."""
+
+    events: tuple[dict[str, Any], ...]
+    has_more: bool
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> EventPage:
+        data = read.field(obj, "data", list)
+        if not all(isinstance(item, dict) for item in data):
+            raise InvalidStripeObject("list.data must hold event objects")
+        return cls(tuple(data), obj.get("has_more") is True)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paystore.devtools.standin import objects
-from paystore.domain import lifecycle
+from paystore.domain import dispute, lifecycle, refund
 from paystore.domain.outcome import Outcome
 from paystore.domain.purchase import Purchase, PurchaseStatus
 from paystore.stripe.objects import Charge, CheckoutSession, Dispute
@@ -29,7 +29,7 @@ SESSION_KINDS = {
     "async_failed": (lifecycle.SESSION_ASYNC_FAILED, "complete", "unpaid"),
     "expired": (lifecycle.SESSION_EXPIRED, "expired", "unpaid"),
 }
-DISPUTES = {"dispute_created": ("needs_response", False), "dispute_won": ("won", True), "dispute_lost": ("lost", True)}
+DISPUTES = {"dispute_created": "needs_response", "dispute_won": "won", "dispute_lost": "lost"}
 
 
 def pending() -> Purchase:
@@ -39,6 +39,7 @@ def pending() -> Purchase:
 
 def learn(kind: str, purchase: Purchase, **session_changes: Any) -> Callable[[Purchase], None]:
     """What the event of this kind teaches, parsed from Stripe's shapes as the webhook parses it."""
+    assert kind in SESSION_KINDS or kind in DISPUTES
     if kind in SESSION_KINDS:
         event_type, status, payment_status = SESSION_KINDS[kind]
         session = objects.checkout_session({"line_items": [{"price_data": {"currency": "usd", "unit_amount": AMOUNT}}],
@@ -46,14 +47,14 @@ def learn(kind: str, purchase: Purchase, **session_changes: Any) -> Callable[[Pu
         session.update(id="cs_test_unit", status=status, payment_status=payment_status, url=None,
                        payment_intent=None if kind == "expired" else INTENT, **session_changes)
         return lifecycle.learn_from_session(event_type, CheckoutSession.from_dict(session), stripe_livemode=False)
-    if kind in ("refund_partial", "refund_full"):
-        refunded = AMOUNT // 4 if kind == "refund_partial" else AMOUNT
-        return lifecycle.learn_from_refund(Charge.from_dict(objects.charge(INTENT, AMOUNT, refunded)))
-    status, closed = DISPUTES[kind]
-    return lifecycle.learn_from_dispute(Dispute.from_dict(objects.dispute(INTENT, status, "dp_test_unit", AMOUNT)), closed)
+    return dispute.learn_from_dispute(Dispute.from_dict(objects.dispute(INTENT, DISPUTES[kind], "dp_test_unit", AMOUNT)))
 
 
 def apply(purchase: Purchase, kind: str, **session_changes: Any) -> Outcome:
+    if kind in ("refund_partial", "refund_full"):  # charge.refunded without its list: the charge's total
+        refunded = AMOUNT // 4 if kind == "refund_partial" else AMOUNT
+        charge = Charge.from_dict(objects.charge(INTENT, AMOUNT, refunded))
+        return refund.apply_refunds(purchase, {}, [], charge.amount_refunded, cause=f"unit {kind}")[0]
     return lifecycle.apply(purchase, learn(kind, purchase, **session_changes), cause=f"unit {kind}")
 
 

@@ -34,13 +34,6 @@ class PaymentActions:
         status = self.state.snapshot(session_id).session["status"]
         self._require(session_id, status == "open", f"the session is {status}, not open")
 
-    def _new_charge(self, session: dict[str, Any]) -> dict[str, Any]:
-        charge = objects.charge(session["payment_intent"], session["amount_total"] or 0, 0, session["currency"] or "usd")
-        charge.update(created=int(time.time()), captured=True, paid=True, status="succeeded", livemode=session["livemode"])
-        with self.state.lock:
-            self.state.charges[session["payment_intent"]] = charge
-        return copy.deepcopy(charge)
-
     # ------------------------------------------------------------------ buyer, on the checkout page
     def choose(self, session_id: str, *, code: str | None = None, country: str | None = None,
                currency: str | None = None) -> None:
@@ -74,8 +67,6 @@ class PaymentActions:
         self._reprice(session_id)
         due = self._amount_due(session_id)  # nothing, with a 100 % promotion code: no payment intent, no charge
         session = self.state.settle(session_id, payment_status="paid" if due else "no_payment_required")
-        if due:
-            self._new_charge(session)
         return [objects.event("checkout.session.completed", session)]
 
     def pay_by_bank_debit(self, session_id: str) -> list[dict[str, Any]]:
@@ -100,7 +91,6 @@ class PaymentActions:
             session = self.state.settle(session_id, payment_status="unpaid", intent_status="requires_payment_method")
             return [objects.event("checkout.session.async_payment_failed", session)]
         session = self.state.settle(session_id, payment_status="paid", intent_status="succeeded")
-        self._new_charge(session)
         return [objects.event("checkout.session.async_payment_succeeded", session)]
 
     # ------------------------------------------------------------------ the Dashboard, after payment
@@ -110,17 +100,32 @@ class PaymentActions:
         return snapshot.session["payment_intent"], snapshot.charge, snapshot.dispute  # type: ignore[return-value]
 
     def refund(self, session_id: str, amount: int | None = None) -> list[dict[str, Any]]:
-        """Refund `amount` (default: all that is left); the event carries the cumulative total."""
-        intent, charge, _ = self._paid_charge(session_id)
+        """The Dashboard's Refund: `amount` (default: all that is left)."""
+        intent, _, _ = self._paid_charge(session_id)
+        return self.refund_payment(intent, amount)[1]
+
+    def refund_payment(self, intent: str, amount: int | None = None, reason: str | None = None,
+                       metadata: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A refund of the payment and Stripe's events for it: `refund.created` (every refund since
+        2024-10-28.acacia) and `charge.refunded`, whose charge lists its refunds."""
+        with self.state.lock:
+            charge = copy.deepcopy(self.state.charges.get(intent))
+        self._require(intent, charge is not None, "the payment has no charge to refund")
         left = charge["amount"] - charge["amount_refunded"]
         amount = left if amount is None else amount
-        self._require(session_id, 0 < amount <= left, f"a refund must be between 1 and {left} (what is left)")
-        with self.state.lock:
-            stored = self.state.charges[intent]
-            stored["amount_refunded"] += amount
-            stored["refunded"] = stored["amount_refunded"] >= stored["amount"]
-            charge = copy.deepcopy(stored)
-        return [objects.event("charge.refunded", charge)]
+        self._require(intent, 0 < amount <= left, f"a refund must be between 1 and {left} (what is left)")
+        refund = objects.refund(charge, amount, reason=reason, metadata=metadata)
+        charge = self.state.add_refund(intent, refund)
+        return refund, [objects.event("refund.created", refund), objects.event("charge.refunded", charge)]
+
+    def fail_refund(self, session_id: str, refund_id: str | None = None) -> list[dict[str, Any]]:
+        """The card was expired or cancelled: a succeeded refund fails days later and the money goes
+        back to the shop's balance (test card 4000 0000 0000 5126 does this at Stripe)."""
+        intent, charge, _ = self._paid_charge(session_id)
+        succeeded = [r for r in charge["refunds"]["data"] if r["status"] == "succeeded" and refund_id in (None, r["id"])]
+        self._require(session_id, bool(succeeded), "no succeeded refund to fail")
+        refund = self.state.fail_refund(intent, succeeded[-1]["id"], "expired_or_canceled_card")
+        return [objects.event(kind, refund) for kind in ("refund.failed", "refund.updated", "charge.refund.updated")]
 
     def open_dispute(self, session_id: str) -> list[dict[str, Any]]:
         intent, charge, dispute = self._paid_charge(session_id)

@@ -110,6 +110,17 @@ def charge(payment_intent: str, amount: int, amount_refunded: int = 0, currency:
     found = copy.deepcopy(FIXTURES["charge"])
     found.update(id=stripe_id("ch"), payment_intent=payment_intent, amount=amount, amount_captured=amount,
                  amount_refunded=amount_refunded, refunded=amount_refunded >= amount, currency=currency)
+    found["refunds"] = {"object": "list", "data": [], "has_more": False, "url": f"/v1/charges/{found['id']}/refunds"}
+    return found
+
+
+def refund(charge: dict[str, Any], amount: int, status: str = "succeeded", reason: str | None = None,
+           metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    """A refund of `charge`, as `POST /v1/refunds` answers and refund.* events carry it."""
+    found = copy.deepcopy(FIXTURES["refund"])
+    found.update(id=stripe_id("re"), amount=amount, charge=charge["id"], payment_intent=charge.get("payment_intent"),
+                 currency=charge.get("currency"), created=int(time.time()), status=status, reason=reason,
+                 metadata=dict(metadata or {}), failure_reason=None, failure_balance_transaction=None)
     return found
 
 

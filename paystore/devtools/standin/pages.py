@@ -43,6 +43,19 @@ def _button(action: str, label: str, secondary: bool = False) -> str:
     return f'<button type="submit" id="{button_id}" name="action" value="{action}"{css}>{html.escape(label)}</button>'
 
 
+def _refund_row(path: str, refund: dict[str, Any]) -> str:
+    status = refund["status"] + (f" ({refund['failure_reason']})" if refund.get("failure_reason") else "")
+    fail = _form(path, _button("fail_refund", "Fail this refund", True), extra=_hidden("refund", refund["id"]))
+    if refund["status"] != "succeeded":
+        fail = ""
+    return (f'<tr><td><code>{html.escape(refund["id"])}</code></td><td>{money(refund["amount"], refund["currency"])}</td>'
+            f'<td class="refund-status">{html.escape(status)}</td><td>{fail}</td></tr>')
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type="hidden" name="{html.escape(name)}" value="{html.escape(value)}">'
+
+
 def _form(path: str, *buttons: str, extra: str = "", hint: str = "") -> str:
     note = f'<p class="hint">{hint}</p>' if hint else ""
     return f'<form method="post" action="{html.escape(path)}">{extra}{"".join(buttons)}{note}</form>'
@@ -127,6 +140,11 @@ def dashboard_page(state: StandInState, session_id: str, notice: str = "") -> st
                  f'<input id="refund-amount" name="amount" type="number" min="1" max="{left}" value="{left}" required> ')
         full = _form(path, _button("refund_full", "Refund in full", True), hint="charge.refunded, with the total refunded so far")
         forms.append(f"<fieldset><legend>Refund</legend>{_form(path, _button('refund', 'Refund'), extra=field)}{full}</fieldset>")
+    refunds = (charge or {}).get("refunds", {}).get("data", [])
+    if refunds:
+        listed = "".join(_refund_row(path, r) for r in refunds)
+        forms.append(f'<fieldset><legend>Refunds</legend><table id="refunds">{listed}</table><p class="hint">Fail this refund: '
+                     "the card was expired or cancelled, the money goes back to the balance (refund.failed)</p></fieldset>")
     if charge and dispute is None:
         hint = "The buyer disputes the charge with their bank (charge.dispute.created)"
         open_form = _form(path, _button("dispute", "Dispute", True), hint=hint)

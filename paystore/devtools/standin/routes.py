@@ -31,13 +31,16 @@ URLS = Map([
     Rule("/v1/checkout/sessions/<session_id>/expire", methods=["POST"], endpoint="expire_session"),
     Rule("/v1/payment_intents/<intent_id>", methods=["GET"], endpoint="retrieve_payment_intent"),
     Rule("/v1/customers", methods=["POST"], endpoint="create_customer"),
+    Rule("/v1/refunds", methods=["POST"], endpoint="create_refund"),
+    Rule("/v1/events", methods=["GET"], endpoint="list_events"),
     Rule("/pay/<session_id>", methods=["GET", "POST"], endpoint="checkout_page"),
     Rule("/dashboard", methods=["GET"], endpoint="dashboard_index", strict_slashes=False),
     Rule("/dashboard/sessions/<session_id>", methods=["GET", "POST"], endpoint="dashboard_page"),
 ], merge_slashes=False)
 
 
-API_ENDPOINTS = {"create_session", "retrieve_session", "expire_session", "retrieve_payment_intent", "create_customer"}
+API_ENDPOINTS = {"create_session", "retrieve_session", "expire_session", "retrieve_payment_intent", "create_customer",
+                 "create_refund", "list_events"}
 
 
 def decode_form(body: str) -> dict[str, Any]:
@@ -125,6 +128,22 @@ class StandInApp:
         status, answer = self.standin.create_customer(params, request.headers.get("Idempotency-Key"), api_key)
         return _json(status, answer)
 
+    def create_refund(self, request: Request, api_key: str) -> Response:
+        params = decode_form(request.get_data(as_text=True))
+        return _json(*self.standin.create_refund(params, request.headers.get("Idempotency-Key")))
+
+    def list_events(self, request: Request, api_key: str) -> Response:
+        query = decode_form(request.query_string.decode())
+        types = query.get("types") or []
+        found = self.state.listed_events(types if isinstance(types, list) else [types],
+                                         int((query.get("created") or {}).get("gte", 0)),
+                                         undelivered_only=query.get("delivery_success") == "false")
+        if after := query.get("starting_after"):
+            ids = [e["id"] for e in found]
+            found = found[ids.index(after) + 1:] if after in ids else []
+        limit = int(query.get("limit", 10))
+        return _json(200, {"object": "list", "url": "/v1/events", "data": found[:limit], "has_more": len(found) > limit})
+
     def retrieve_session(self, request: Request, api_key: str, session_id: str) -> Response:
         if status := self.standin.faults.retrieve.get(session_id):
             return _json(status, objects.error("api_error", "Stand-in failure injected by the test."))
@@ -183,6 +202,7 @@ class StandInApp:
             "debit_fail": lambda: act.settle_bank_debit(session_id, succeeded=False),
             "refund": lambda: act.refund(session_id, int(amount) if amount.strip().isdigit() else -1),
             "refund_full": lambda: act.refund(session_id),
+            "fail_refund": lambda: act.fail_refund(session_id, form.get("refund") or None),
             "dispute": lambda: act.open_dispute(session_id),
             "dispute_win": lambda: act.close_dispute(session_id, won=True),
             "dispute_lose": lambda: act.close_dispute(session_id, won=False),

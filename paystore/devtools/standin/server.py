@@ -12,7 +12,7 @@ import requests
 from paystore.devtools.http import LocalServer
 from paystore.devtools.shop import PretendShop
 from paystore.devtools.standin import objects
-from paystore.devtools.standin.actions import PaymentActions
+from paystore.devtools.standin.actions import ActionRefused, PaymentActions
 from paystore.devtools.standin.routes import StandInApp
 from paystore.devtools.standin.state import Faults, StandInState
 
@@ -116,14 +116,47 @@ class StripeStandIn:
                 self.state.idempotent[key] = (params, copy.deepcopy(customer))
         return 200, customer
 
+    def create_refund(self, params: dict[str, Any], idempotency_key: str | None) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) for `POST /v1/refunds`: the refund; its events go out after the answer."""
+        key = f"refund:{idempotency_key}" if idempotency_key else None
+        with self.state.lock:
+            fault = self.faults.refund.popleft() if self.faults.refund else None
+            if (earlier := self._replayed(key, params)) is not None:
+                return earlier
+        if fault is not None:
+            return fault, objects.error("api_error", "Stand-in failure injected by the test.")
+        amount = int(params["amount"]) if "amount" in params else None
+        try:
+            refund, events = self.actions.refund_payment(params.get("payment_intent", ""), amount, params.get("reason"),
+                                                         params.get("metadata"))
+        except ActionRefused as exc:
+            return 400, objects.error("invalid_request_error", str(exc))
+        if key:
+            with self.state.lock:
+                self.state.idempotent[key] = (params, copy.deepcopy(refund))
+        for event in events:
+            if self.faults.deliver_api_events:
+                self.deliver_async(event)
+            else:
+                self.state.record_event(event, taken=False)
+        return 200, refund
+
     # ---------------------------------------------------------------- webhook delivery
     def signed_headers(self, body: bytes, secret: str | None = None, timestamp: int | None = None) -> dict[str, str]:
         signature = objects.sign(body, secret or self.webhook_secret, timestamp)
         return {"Content-Type": "application/json", "Stripe-Signature": signature}
 
     def deliver(self, event: dict[str, Any], url: str | None = None, **sign_args: Any) -> requests.Response:
+        """POST the signed event to paystore's webhook; the stand-in's event log notes whether it was taken."""
         body = json.dumps(event).encode()
-        return requests.post(url or self.webhook_url, data=body, headers=self.signed_headers(body, **sign_args), timeout=60)
+        try:
+            answer = requests.post(url or self.webhook_url, data=body, headers=self.signed_headers(body, **sign_args),
+                                   timeout=60)
+        except requests.RequestException:
+            self.state.record_event(event, taken=False)
+            raise
+        self.state.record_event(event, taken=200 <= answer.status_code < 300)
+        return answer
 
     def deliver_async(self, event: dict[str, Any], url: str | None = None) -> Future[requests.Response]:
         return self._pool.submit(self.deliver, event, url)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,11 @@ class Faults:
     # Runs after a session is created, before the create call is answered: e.g. pay the session
     # and deliver its webhook first, the worst timing real Stripe can produce.
     before_create_response: Callable[[dict[str, Any]], None] | None = None
+    refund: deque[int] = field(default_factory=deque)  # per refund create call: an HTTP status to answer
+    # The events of a refund made through the API go to paystore's webhook right after the answer,
+    # as Stripe sends them; a test that delivers them itself turns this off and finds them in
+    # `StandInState.events`.
+    deliver_api_events: bool = True
     # Runs when a customer create call arrives, before the customer is made (e.g. to make two meet).
     before_create_customer: Callable[[dict[str, Any]], None] | None = None
     release_hung: threading.Event = field(default_factory=threading.Event)
@@ -57,6 +63,10 @@ class StandInState:
         # Every API request, with the headers paystore must send: {method, path, stripe_version, idempotency_key}.
         self.api_calls: list[dict[str, Any]] = []
         self.idempotent: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # Every event the stand-in sent (or tried to), oldest first, and whether paystore took it
+        # (answered 2xx) at least once: what `GET /v1/events` lists.
+        self.events: dict[str, dict[str, Any]] = {}
+        self.delivered: dict[str, bool] = {}
 
     def add_session(self, session: dict[str, Any], params: dict[str, Any]) -> None:
         item = (params.get("line_items") or [{}])[0]
@@ -86,6 +96,8 @@ class StandInState:
             if session.get("payment_intent"):
                 default = "succeeded" if payment_status == "paid" else "processing"
                 self.payment_intents[session["payment_intent"]] = intent_status or default
+                if payment_status == "paid" and session["payment_intent"] not in self.charges:
+                    self.charges[session["payment_intent"]] = self._paid_charge(session)
             if status != "open":
                 session["url"] = None
             return copy.deepcopy(session)
@@ -108,6 +120,36 @@ class StandInState:
             session["customer_details"] = {"address": address, "email": email, "name": None, "phone": None,
                                            "tax_exempt": "none", "tax_ids": [], "business_name": None,
                                            "individual_name": None}
+
+    def add_refund(self, intent: str, refund: dict[str, Any]) -> dict[str, Any]:
+        """Store a refund on the intent's charge; the charge as it now is."""
+        with self.lock:
+            charge = self.charges[intent]
+            charge["refunds"]["data"].insert(0, copy.deepcopy(refund))
+            self._total_refunds(charge)
+            return copy.deepcopy(charge)
+
+    def fail_refund(self, intent: str, refund_id: str, failure_reason: str) -> dict[str, Any]:
+        """The refund failed: it stops counting in the charge's total; the refund as it now is."""
+        with self.lock:
+            charge = self.charges[intent]
+            refund = next(r for r in charge["refunds"]["data"] if r["id"] == refund_id)
+            refund.update(status="failed", failure_reason=failure_reason, failure_balance_transaction="txn_test_failure")
+            self._total_refunds(charge)
+            return copy.deepcopy(refund)
+
+    @staticmethod
+    def _total_refunds(charge: dict[str, Any]) -> None:
+        charge["amount_refunded"] = sum(r["amount"] for r in charge["refunds"]["data"]
+                                        if r["status"] not in ("failed", "canceled"))
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+
+    @staticmethod
+    def _paid_charge(session: dict[str, Any]) -> dict[str, Any]:
+        """The charge of a paid session: what it totals, in its currency and mode."""
+        charge = objects.charge(session["payment_intent"], session["amount_total"] or 0, 0, session["currency"] or "usd")
+        charge.update(created=int(time.time()), captured=True, paid=True, status="succeeded", livemode=session["livemode"])
+        return charge
 
     def snapshot(self, session_id: str) -> Snapshot:
         with self.lock:
@@ -136,6 +178,19 @@ class StandInState:
             params = self.payment_intent_params.get(session["id"], {}) if session else {}
             charge_id = (self.charges.get(intent_id) or {}).get("id")
             return objects.payment_intent(intent_id, self.payment_intents[intent_id], session, params, charge_id)
+
+    def record_event(self, event: dict[str, Any], taken: bool) -> None:
+        with self.lock:
+            self.events.setdefault(event["id"], copy.deepcopy(event))
+            self.delivered[event["id"]] = self.delivered.get(event["id"], False) or taken
+
+    def listed_events(self, types: list[str], created_gte: int, undelivered_only: bool) -> list[dict[str, Any]]:
+        """The events of these types since `created_gte`, newest first, as `GET /v1/events` lists them."""
+        with self.lock:
+            found = [copy.deepcopy(e) for e in self.events.values()
+                     if (not types or e["type"] in types) and e["created"] >= created_gte
+                     and not (undelivered_only and self.delivered[e["id"]])]
+        return list(reversed(found))
 
     def record_delivery(self, session_id: str, event: dict[str, Any], answer: str) -> None:
         with self.lock:

@@ -56,3 +56,15 @@ class SessionNotFound(Refusal, LookupError):
 
 class SessionMismatch(Refusal):
     """Stripe's session names another purchase than the one stored with it: nothing is applied."""
+
+
+class NotRefundable(Refusal):
+    """The purchase was not paid, or nothing of it is left to refund."""
+
+
+class RefundTooLarge(Refusal):
+    """The refund asked for is more than what is left of the payment."""
+
+
+class IdempotencyKeyReused(Refusal):
+    """This Idempotency-Key was used for another refund request of the purchase."""

@@ -10,6 +10,7 @@ from paystore.config import Settings
 from paystore.models import StripeEventRow
 from paystore.services.stripe_events.webhooks import WebhookResult, handle_event
 from paystore.store import events
+from paystore.stripe.gateway import StripeGateway
 from paystore.stripe.objects import Event
 
 
@@ -21,11 +22,11 @@ def recorded_events(
         return events.listed(db, outcome=outcome, since=since, limit=limit)
 
 
-def replay(db: Session, settings: Settings, stripe_event_id: str) -> WebhookResult:
+def replay(db: Session, gateway: StripeGateway, settings: Settings, stripe_event_id: str) -> WebhookResult:
     """Run a recorded event through the same handler again. Idempotent: a handled event is a
     duplicate and changes nothing; a `failed` one is finished."""
     with db.begin():
         payload = events.recorded_payload(db, stripe_event_id)
     if payload is None:
         raise LookupError(f"no recorded event {stripe_event_id}")
-    return handle_event(db, settings, Event.from_dict(payload))
+    return handle_event(db, gateway, settings, Event.from_dict(payload))

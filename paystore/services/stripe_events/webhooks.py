@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -13,18 +15,24 @@ from paystore.config import Settings
 from paystore.domain import lifecycle
 from paystore.domain.outcome import Outcome
 from paystore.errors import Refusal
-from paystore.services.stripe_events import recovery
+from paystore.services.stripe_events import money_back, recovery
 from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown
 from paystore.store import DATABASE_UNAVAILABLE, events, locks, purchases
 from paystore.stripe import version
 from paystore.stripe.errors import InvalidStripeObject
-from paystore.stripe.objects import Charge, CheckoutSession, Dispute, Event
+from paystore.stripe.gateway import StripeGateway
+from paystore.stripe.objects import Charge, CheckoutSession, Dispute, EarlyFraudWarning, Event, RefundReport
 from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
-REFUND_EVENTS = ("charge.refunded",)
-DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.closed")
+CHARGE_REFUNDED = "charge.refunded"
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
+DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                  "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
+EARLY_FRAUD_WARNING = "radar.early_fraud_warning.created"
+# Every type the handler acts on: the webhook endpoint's events, and what `events sync` lists.
+HANDLED_EVENTS = (*lifecycle.SESSION_EVENTS, CHARGE_REFUNDED, *REFUND_EVENTS, *DISPUTE_EVENTS, EARLY_FRAUD_WARNING)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class WebhookResult:
 class _Target:
     """What an event is about (its parsed object), which purchase, and the lock that guards it."""
 
-    obj: CheckoutSession | Charge | Dispute | None = None
+    obj: CheckoutSession | Charge | Dispute | RefundReport | EarlyFraudWarning | None = None
     lock_key: str | None = None
     purchase_id: uuid.UUID | None = None
 
@@ -47,7 +55,7 @@ class _Target:
         return isinstance(self.obj, CheckoutSession) and self.purchase_id is None
 
 
-def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult:
+def handle_event(db: Session, gateway: StripeGateway, settings: Settings, event: Event) -> WebhookResult:
     """Record the event and apply it in one transaction, or raise and change nothing.
 
     A refusal (bad input, lock timeout, a purchase not known yet, the database away) changes
@@ -57,7 +65,11 @@ def handle_event(db: Session, settings: Settings, event: Event) -> WebhookResult
     duplicate).
     """
     try:
-        return _handle(db, settings, event)
+        _check_api_version(event)
+        refund = None
+        if event.type == EARLY_FRAUD_WARNING:
+            refund = money_back.refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object))
+        return _handle(db, settings, event, refund)
     except (Refusal, *DATABASE_UNAVAILABLE):
         raise
     except Exception as exc:
@@ -88,8 +100,7 @@ def _check_api_version(event: Event) -> None:
                 "applied", event.id, event.api_version, STRIPE_API_VERSION)
 
 
-def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
-    _check_api_version(event)
+def _handle(db: Session, settings: Settings, event: Event, refund: RefundReport | None) -> WebhookResult:
     with db.begin():
         if event.livemode != settings.stripe_livemode:
             return _refuse_other_mode(db, settings, event)
@@ -101,7 +112,7 @@ def _handle(db: Session, settings: Settings, event: Event) -> WebhookResult:
         record_id = events.record_arrival(db, event, target.lock_key, wait_ms)
         if record_id is None:
             return WebhookResult(Outcome.DUPLICATE, target.purchase_id)
-        outcome, purchase_id = _apply(db, settings, event, target)
+        outcome, purchase_id = _apply(db, settings, event, target, refund)
         purchase_id = purchase_id or target.purchase_id
         events.record_outcome(db, record_id, outcome, purchase_id)
     return WebhookResult(outcome, purchase_id)
@@ -130,14 +141,21 @@ def _target(db: Session, event: Event) -> _Target:
         except ValueError:
             raise InvalidStripeObject("checkout.session.metadata.purchase_id is not a UUID") from None
         return _Target(session, locks.purchase_lock_key(purchase_id), purchase_id)
-    if event.type in REFUND_EVENTS or event.type in DISPUTE_EVENTS:
-        obj = Charge.from_dict(event.object) if event.type in REFUND_EVENTS else Dispute.from_dict(event.object)
-        purchase_id = purchases.id_for_payment_intent(db, obj.payment_intent_id) if obj.payment_intent_id else None
-        if purchase_id is None:
-            # Completion (which records the payment intent) has not been applied yet.
-            raise PurchaseNotYetKnown(f"no purchase for payment intent {obj.payment_intent_id}")
-        return _Target(obj, locks.purchase_lock_key(purchase_id), purchase_id)
-    return _Target()
+    parse = _MONEY_BACK.get(event.type)
+    if parse is None:
+        return _Target()
+    obj = parse(event.object)
+    charge_id = obj.id if isinstance(obj, Charge) else obj.charge_id
+    purchase_id = money_back.purchase_for(db, obj.payment_intent_id, charge_id)
+    return _Target(obj, locks.purchase_lock_key(purchase_id), purchase_id)
+
+
+_MONEY_BACK: dict[str, Callable[[dict[str, Any]], Charge | RefundReport | Dispute | EarlyFraudWarning]] = {
+    CHARGE_REFUNDED: Charge.from_dict,
+    **dict.fromkeys(REFUND_EVENTS, RefundReport.from_dict),
+    **dict.fromkeys(DISPUTE_EVENTS, Dispute.from_dict),
+    EARLY_FRAUD_WARNING: EarlyFraudWarning.from_dict,
+}
 
 
 def _log_lock(target: _Target, wait_ms: float) -> None:
@@ -147,26 +165,34 @@ def _log_lock(target: _Target, wait_ms: float) -> None:
         log.info("Using unified lock: %s (waited %.1f ms)", target.lock_key, wait_ms)
 
 
-def _apply(db: Session, settings: Settings, event: Event, target: _Target) -> tuple[Outcome, uuid.UUID | None]:
-    """Add the event's facts to its purchase and write the change (with its notification)."""
-    obj = target.obj
+def _apply(
+    db: Session, settings: Settings, event: Event, target: _Target, refund: RefundReport | None
+) -> tuple[Outcome, uuid.UUID | None]:
+    """Add the event's facts to its purchase and write the change (with its notifications)."""
+    obj, cause = target.obj, f"{event.type} {event.id}"
+    if obj is None:
+        return Outcome.IGNORED, None
     if isinstance(obj, CheckoutSession):
         tracked = _load_for_session(db, settings, target, obj)
         if tracked is None:
             return recovery.recover_purchase(db, settings, event.type, obj, target.purchase_id)
         learn = lifecycle.learn_from_session(event.type, obj, settings.stripe_livemode)
-    elif isinstance(obj, Charge | Dispute):
-        tracked = purchases.load(db, target.purchase_id)
-        if tracked is None:
-            raise PurchaseNotYetKnown(f"purchase {target.purchase_id} is not in the database")
-        if isinstance(obj, Charge):
-            learn = lifecycle.learn_from_refund(obj)
-        else:
-            learn = lifecycle.learn_from_dispute(obj, closed=event.type == "charge.dispute.closed")
+        outcome = lifecycle.apply(tracked.purchase, learn, cause=cause)
+        purchases.write(db, tracked)
+        return outcome, tracked.purchase.id
+    tracked = purchases.load(db, target.purchase_id)
+    if tracked is None:
+        raise PurchaseNotYetKnown(f"purchase {target.purchase_id} is not in the database")
+    if isinstance(obj, Charge):
+        outcome = money_back.apply_charge(db, tracked, obj, cause=cause)
+    elif isinstance(obj, RefundReport):
+        outcome = money_back.apply_refund_reports(db, tracked, (obj,), None, cause=cause, charge_id=obj.charge_id)
+    elif isinstance(obj, Dispute):
+        outcome = money_back.apply_dispute(db, tracked, obj, cause=cause)
+    elif refund is not None:  # an early fraud warning paystore refunded
+        outcome = money_back.apply_refund_reports(db, tracked, (refund,), None, cause=cause)
     else:
-        return Outcome.IGNORED, None
-    outcome = lifecycle.apply(tracked.purchase, learn, cause=f"{event.type} {event.id}")
-    purchases.write(db, tracked)
+        outcome = Outcome.IGNORED
     return outcome, tracked.purchase.id
 
 

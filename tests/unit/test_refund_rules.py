@@ -1,0 +1,98 @@
+"""Refunds as facts per refund (paystore.domain.refund): a refund that fails stops counting, and the
+same reports in any order, repeated, end in the same facts and status."""
+
+from __future__ import annotations
+
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from paystore.domain import lifecycle
+from paystore.domain.outcome import Outcome
+from paystore.domain.purchase import PaymentFact, Purchase, PurchaseStatus
+from paystore.domain.refund import Refund, RefundStatus, apply_refunds
+from tests.generated import bounded
+
+PURCHASE_ID = uuid.UUID(int=7)
+S = RefundStatus
+
+
+def paid(amount_total: int = 4900) -> Purchase:
+    purchase = Purchase.pending(id=PURCHASE_ID, user_id="u", program_id="p", amount=4900, currency="usd", livemode=False)
+    lifecycle.apply(purchase, lambda p: (setattr(p, "payment", PaymentFact.PAID), setattr(p, "amount_total", amount_total)),
+                    cause="unit")
+    return purchase
+
+
+def report(refund_id: str, amount: int, status: RefundStatus, failure: str | None = None) -> Refund:
+    return Refund(refund_id, PURCHASE_ID, amount, status, failure)
+
+
+def test_a_refund_that_fails_after_the_purchase_went_refunded_brings_it_back_to_completed() -> None:
+    purchase, known = paid(), {}
+    assert apply_refunds(purchase, known, [report("re_1", 4900, S.SUCCEEDED)], None, cause="unit")[0] == Outcome.REFUNDED
+
+    outcome, changed = apply_refunds(purchase, known, [report("re_1", 4900, S.FAILED, "expired_or_canceled_card")], None,
+                                     cause="unit")
+
+    assert (outcome, purchase.status, purchase.refunded_amount) == (Outcome.COMPLETED, PurchaseStatus.COMPLETED, 0)
+    assert changed == [report("re_1", 4900, S.FAILED, "expired_or_canceled_card")]
+
+
+def test_a_failed_part_refund_leaves_the_other_part_counted() -> None:
+    purchase, known = paid(), {}
+    apply_refunds(purchase, known, [report("re_1", 1000, S.SUCCEEDED), report("re_2", 2000, S.PENDING)], None, cause="unit")
+
+    outcome, _ = apply_refunds(purchase, known, [report("re_1", 1000, S.FAILED)], None, cause="unit")
+
+    assert (outcome, purchase.status, purchase.refunded_amount) == (Outcome.REFUND_FAILED, PurchaseStatus.COMPLETED, 2000)
+
+
+def test_pending_and_requires_action_count_canceled_does_not() -> None:
+    purchase, known = paid(), {}
+    apply_refunds(purchase, known, [report("re_1", 900, S.REQUIRES_ACTION), report("re_2", 4000, S.PENDING),
+                                    report("re_3", 100, S.CANCELED)], None, cause="unit")
+
+    assert (purchase.refunded_amount, purchase.status) == (4900, PurchaseStatus.REFUNDED)
+
+
+def test_a_discounted_purchase_is_refunded_in_full_at_what_was_charged() -> None:
+    purchase = paid(amount_total=4410)
+
+    apply_refunds(purchase, {}, [report("re_1", 4410, S.SUCCEEDED)], None, cause="unit")
+
+    assert purchase.status == PurchaseStatus.REFUNDED
+
+
+def test_without_a_refund_known_one_by_one_the_charges_total_stands_in() -> None:
+    purchase, known = paid(), {}
+    assert apply_refunds(purchase, known, [], 4900, cause="unit")[0] == Outcome.REFUNDED
+    # the same charge, reported again with a smaller (older) total: the largest seen stays
+    assert apply_refunds(purchase, known, [], 1000, cause="unit")[0] == Outcome.STALE
+    # once refunds are known one by one, they decide
+    apply_refunds(purchase, known, [report("re_1", 4900, S.FAILED)], None, cause="unit")
+    assert (purchase.status, purchase.refunded_amount) == (PurchaseStatus.COMPLETED, 0)
+
+
+HISTORIES = {  # what Stripe reports of one refund over its life, in order
+    "re_ok": [S.PENDING, S.SUCCEEDED],
+    "re_fails": [S.SUCCEEDED, S.FAILED],
+    "re_canceled": [S.REQUIRES_ACTION, S.CANCELED],
+    "re_waits": [S.REQUIRES_ACTION, S.PENDING],
+}
+AMOUNTS = {"re_ok": 1000, "re_fails": 2000, "re_canceled": 500, "re_waits": 700}
+
+
+@bounded(300)
+@given(st.lists(st.sampled_from([(rid, status) for rid, statuses in HISTORIES.items() for status in statuses]),
+                max_size=12).flatmap(st.permutations))
+def test_any_order_and_any_repetition_of_reports_ends_in_the_same_facts(reports: list[tuple[str, RefundStatus]]) -> None:
+    purchase, known = paid(), {}
+    for refund_id, status in reports:
+        apply_refunds(purchase, known, [report(refund_id, AMOUNTS[refund_id], status)], None, cause="unit")
+
+    latest = {rid: max((s for r, s in reports if r == rid), key=HISTORIES[rid].index) for rid, _ in reports}
+    assert {rid: r.status for rid, r in known.items()} == latest
+    counting = sum(AMOUNTS[rid] for rid, status in latest.items() if status not in (S.FAILED, S.CANCELED))
+    assert purchase.refunded_amount == counting
