@@ -172,7 +172,8 @@ def deliver_notifications(cli_env: dict[str, str], shop: PretendShop) -> list[di
 
 
 def notified(verified: list[dict[str, Any]], purchase_id: str) -> list[tuple[str, str | None]]:
-    return [(n["type"], n["data"]["previous_status"]) for n in verified if n["data"]["purchase"]["purchase_id"] == purchase_id]
+    mine = [n for n in verified if n["data"]["purchase"]["purchase_id"] == purchase_id]
+    return [(n["type"], n["data"].get("previous_status")) for n in mine]
 
 
 def test_pay_by_card_lands_on_the_return_page_completed_and_the_shop_is_told(
