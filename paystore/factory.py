@@ -26,6 +26,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # (`instance/` beside the package in a checkout, `<venv>/var/paystore-instance` when installed).
     app = Flask("paystore", instance_path=os.path.abspath(instance_path) if instance_path else None)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # No route answers with a redirect: Werkzeug would merge `//` in a path with a 308 and an
+    # HTML body, which no API client expects. Such a path is simply not found (a JSON 404).
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # Stripe events are far smaller
     settings = Settings.from_env()
     if test_config:

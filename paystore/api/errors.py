@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from paystore.api.admission import Overloaded
 from paystore.services.purchasing.errors import (
@@ -139,6 +140,11 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(RequestRedirect)
+    def no_redirects(exc: RequestRedirect) -> Response:
+        # Routing may still want to redirect (a rule's canonical form); the API answers JSON only.
+        return error_response(404, "not_found", "no such resource")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
