@@ -66,14 +66,17 @@ class _Client:
         parts = urlsplit(base_url)
         self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, float]:
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, float, float | None]:
+        """(status, body, milliseconds, Retry-After in seconds if the answer had one)."""
         started = time.perf_counter()
         for attempt in (1, 2):
             try:
                 self.conn.request("POST", path, body, headers)
                 response = self.conn.getresponse()
                 data = response.read()
-                return response.status, data, (time.perf_counter() - started) * 1000
+                retry_after = response.getheader("Retry-After")
+                return (response.status, data, (time.perf_counter() - started) * 1000,
+                        float(retry_after) if retry_after else None)
             except (http.client.HTTPException, ConnectionError):
                 self.conn.close()  # the server closed the keep-alive connection: reconnect once
                 if attempt == 2:
@@ -96,12 +99,12 @@ def _buyer(
         measured = now >= start_at  # before start_at: warm-up (connections, pools), not counted
         n += 1
         user = f"{name}_{n}"
-        status, data, checkout_ms = checkout_client.post(
+        status, data, checkout_ms, retry_after = checkout_client.post(
             "/checkout", json.dumps({"user_id": user, "program_id": PROGRAM}).encode(), auth
         )
         if status == 503 and b'"overloaded"' in data:
             out.overloaded += measured
-            time.sleep(1.0)  # Retry-After: 1
+            time.sleep(retry_after or 1.0)  # as a real client does
             continue
         if status != 201:
             out.checkout_errors[status] = out.checkout_errors.get(status, 0) + measured
@@ -109,7 +112,7 @@ def _buyer(
         purchase = json.loads(data)
         body = json.dumps(paid_event(purchase)).encode()
         headers = {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret)}
-        status, _, webhook_ms = webhook_client.post("/webhooks/stripe", body, headers)
+        status, _, webhook_ms, _ = webhook_client.post("/webhooks/stripe", body, headers)
         if not measured:
             continue
         out.checkout_ms.append(checkout_ms)

@@ -63,6 +63,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
 TAX_BEHAVIORS = ("exclusive", "inclusive")
 
 
+def webhook_headroom(connections: int) -> int:
+    """Connections kept from checkouts for webhooks, the buyer's return, reads and health checks."""
+    return max(2, connections // 8)
+
+
 def threads_from_env(env: Mapping[str, str] | None = None) -> int:
     """PAYSTORE_THREADS: gunicorn.conf.py reads it too, so threads and pool always agree."""
     return _int(os.environ if env is None else env, "PAYSTORE_THREADS", Settings.threads, 1)
@@ -84,13 +89,18 @@ class Settings:
     cancel_url: str = "http://localhost:8000/checkout/cancel"
     lock_timeout_ms: int = 10_000
     stripe_timeout_s: float = 10.0
-    # Requests served at once per process (gunicorn threads, or greenlets under gevent) AND the
-    # size of that process's connection pool: a request uses at most one connection at a time,
-    # so a thread never waits for a connection. See docs/capacity.md for the sizing rule.
-    threads: int = 32
-    # In-flight checkouts allowed per process (0: three quarters of `threads`). A checkout holds
-    # its thread and connection across the Stripe call; the rest stay free for webhooks, reads
-    # and health checks, and a checkout beyond the share is answered 503 `overloaded` at once.
+    # Requests served at once per process (gunicorn threads, or greenlets under gevent). Idle
+    # threads cost little; what is scarce is the database's connections (below).
+    threads: int = 128
+    # Connections this process may hold (0: its share of what the server allows, read at start:
+    # max_connections, less the reserved ones and `db_reserved`, split over `db_processes`).
+    # A checkout holds one across the Stripe call, so this is what admits checkouts.
+    db_connections: int = 0
+    db_processes: int = 1  # processes sharing the server (gunicorn sets its worker count)
+    db_reserved: int = 10  # connections left for everything else: the CLI, the deliverer, cron, admins
+    # In-flight checkouts allowed per process (0: the connections less the webhooks' headroom).
+    # A checkout beyond them is answered 503 `overloaded` at once, instead of waiting for a
+    # connection that webhooks, reads and health checks need.
     checkout_slots: int = 0
     # The shop's page the buyer's return redirects to (None: paystore's own result page).
     return_url: str | None = None
@@ -112,16 +122,19 @@ class Settings:
     # Refund a payment Radar warns of (most such warnings become disputes, which cost a fee):
     # off by default, since it gives up a sale on a warning.
     refund_on_early_fraud_warning: bool = False
+    # Stripe reads (the return page, refresh, reconcile) per second per process, and how long a
+    # session just read is answered from the purchase instead of asking Stripe again (budget.py).
+    stripe_reads_per_second: float = 10.0
+    stripe_read_fresh_s: float = 5.0
 
     @property
     def stripe_livemode(self) -> bool:
         """Whether the configured key talks to live mode; events must agree with it."""
         return self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
 
-    @property
-    def checkout_limit(self) -> int:
-        """In-flight checkouts per process. Only below `threads` do webhooks keep headroom."""
-        return self.checkout_slots or max(1, (self.threads * 3) // 4)
+    def checkout_limit(self, connections: int) -> int:
+        """In-flight checkouts per process, given its connections: all but the webhooks' headroom."""
+        return self.checkout_slots or max(1, connections - webhook_headroom(connections))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +151,9 @@ class Settings:
             lock_timeout_ms=_int(env, "PAYSTORE_LOCK_TIMEOUT_MS", defaults.lock_timeout_ms, 1),
             stripe_timeout_s=_float(env, "PAYSTORE_STRIPE_TIMEOUT_S", defaults.stripe_timeout_s),
             threads=threads_from_env(env),
+            db_connections=_int(env, "PAYSTORE_DB_CONNECTIONS", defaults.db_connections, 0),
+            db_processes=_int(env, "PAYSTORE_DB_PROCESSES", defaults.db_processes, 1),
+            db_reserved=_int(env, "PAYSTORE_DB_RESERVED", defaults.db_reserved, 0),
             checkout_slots=_int(env, "PAYSTORE_CHECKOUT_SLOTS", defaults.checkout_slots, 0),
             return_url=env.get("PAYSTORE_RETURN_URL") or None,
             notify_url=env.get("PAYSTORE_NOTIFY_URL") or None,
@@ -152,6 +168,8 @@ class Settings:
             tax_id_collection=_bool(env, "PAYSTORE_TAX_ID_COLLECTION", defaults.tax_id_collection),
             refund_on_early_fraud_warning=_bool(env, "PAYSTORE_REFUND_ON_EARLY_FRAUD_WARNING",
                                                 defaults.refund_on_early_fraud_warning),
+            stripe_reads_per_second=_float(env, "PAYSTORE_STRIPE_READS_PER_SECOND", defaults.stripe_reads_per_second),
+            stripe_read_fresh_s=_float(env, "PAYSTORE_STRIPE_READ_FRESH_S", defaults.stripe_read_fresh_s),
         )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Settings:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from paystore.models import CustomerRow, NotificationRow, PurchaseRow, StripeEventRow
+from paystore.store.locks import IDLE_BOUND_INFO
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -23,7 +24,15 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engine:
+# A host cut off from PostgreSQL must not hang a thread: a write nobody acknowledges fails after
+# TCP_USER_TIMEOUT_MS, and an idle connection is probed every few seconds (keepalives) so that a
+# read waiting on a dead peer fails too, instead of after the kernel's two hours.
+TCP_USER_TIMEOUT_MS = 10_000
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5, idle_bound_ms: int | None = None) -> Engine:
+    """`idle_bound_ms`: how long a lock-holding transaction may sit idle (paystore.store.locks)."""
     engine = create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -44,8 +53,13 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Engin
             # No server-side prepared statements: they break behind PgBouncer in transaction
             # pooling mode (before 1.21), where consecutive transactions may use other servers.
             "prepare_threshold": None,
+            "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+            **_KEEPALIVES,
         },
     )
+    if idle_bound_ms is not None:
+        # Each connection carries its engine's bound, where the lock statement finds it.
+        event.listen(engine, "connect", lambda _dbapi, record: record.info.__setitem__(IDLE_BOUND_INFO, idle_bound_ms))
     # Instead of pool_pre_ping (a SELECT 1 round trip on every checkout): a connection whose
     # server went away (restart, crash, idle kill) has its socket readable (EOF, or the
     # server's goodbye); an idle pooled connection has nothing to read. One poll, no round trip.

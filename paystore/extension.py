@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # only types: the routes import this module, and the factory 
 
     from paystore.api.admission import CheckoutSlots
     from paystore.config import Settings
+    from paystore.stripe.budget import SharedReads
     from paystore.stripe.gateway import StripeGateway
 
 EXTENSION = "paystore"
@@ -25,6 +26,7 @@ class Paystore:
     session_factory: sessionmaker[Session]
     gateway: StripeGateway
     checkout_slots: CheckoutSlots
+    stripe_reads: SharedReads
 
     @classmethod
     def of(cls, app: Flask) -> Paystore:

@@ -8,15 +8,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from paystore import api, migrate
 from paystore.api.admission import CheckoutSlots
 from paystore.config import Settings
 from paystore.db import make_engine, make_session_factory
 from paystore.extension import Paystore
+from paystore.store import locks, server
+from paystore.stripe.budget import ReadBudget, SharedReads
 from paystore.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
+UNKNOWN_LIMIT_CONNECTIONS = 10
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -42,8 +46,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         database_url = embedded_database_url(app.instance_path)
         migrate.upgrade_to_head(database_url)
 
-    # One connection per thread, no overflow: a request never waits for a connection.
-    engine = make_engine(database_url, pool_size=settings.threads, max_overflow=0)
+    connections = connection_budget(database_url, settings)
+    engine = make_engine(database_url, pool_size=connections, max_overflow=0,
+                         idle_bound_ms=locks.idle_bound_ms(settings.stripe_timeout_s))
     Paystore(
         settings=settings,
         engine=engine,
@@ -54,18 +59,47 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             api_base=settings.stripe_api_base,
             timeout_s=settings.stripe_timeout_s,
             max_connections=settings.threads,
+            reads=ReadBudget(settings.stripe_reads_per_second, burst=max(1, int(2 * settings.stripe_reads_per_second))),
         ),
-        checkout_slots=CheckoutSlots(settings.checkout_limit),
+        checkout_slots=CheckoutSlots(settings.checkout_limit(connections)),
+        stripe_reads=SharedReads(settings.stripe_read_fresh_s, wait_s=settings.stripe_timeout_s * 2 + 1),
     ).install(app)
     api.register(app)
     return app
 
 
+def connection_budget(database_url: str, settings: Settings) -> int:
+    """The connections this process may hold: PAYSTORE_DB_CONNECTIONS, or its share of what the
+    server allows (what is scarce: each checkout waiting on Stripe holds one), at most one a thread."""
+    if settings.db_connections:
+        return min(settings.threads, settings.db_connections)
+    probe = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with probe.connect() as conn:
+            limit = server.connection_limit(conn)
+    except DBAPIError:
+        # A process must start while its database is down (it answers 503 until it is back), so
+        # it assumes a small share rather than none; the server refuses what exceeds its limit.
+        log.warning("Could not read the database's connection limit: using %d connections; set "
+                    "PAYSTORE_DB_CONNECTIONS to choose", UNKNOWN_LIMIT_CONNECTIONS)
+        return min(settings.threads, UNKNOWN_LIMIT_CONNECTIONS)
+    finally:
+        probe.dispose()
+    share = (limit - settings.db_reserved) // settings.db_processes
+    if share < 2:
+        log.warning("The database allows %d connections for %d processes (%d reserved): each gets 2",
+                    limit, settings.db_processes, settings.db_reserved)
+    return max(2, min(settings.threads, share))
+
+
 def warn_about_missing_settings(app: Flask) -> None:
     """For the serving process: say at start-up what will not work (the CLI does not need it)."""
-    settings = Paystore.of(app).settings
-    if settings.checkout_limit >= settings.threads:
-        log.warning("PAYSTORE_CHECKOUT_SLOTS >= PAYSTORE_THREADS: checkouts can take every thread and starve webhooks")
+    ext = Paystore.of(app)
+    settings, slots = ext.settings, ext.checkout_slots.limit
+    log.info("Serving with %d threads, %d database connections, %d checkout slots", settings.threads,
+             ext.engine.pool.size(), slots)  # type: ignore[attr-defined]
+    if slots >= ext.engine.pool.size():  # type: ignore[attr-defined]
+        log.warning("PAYSTORE_CHECKOUT_SLOTS >= the connections: checkouts can take every one and starve webhooks")
     if not settings.api_tokens:
         log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")
     if not settings.stripe_secret_key:

@@ -27,6 +27,8 @@ _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Threads, not processes, wait on Stripe: one process per core is enough to use the CPUs.
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
+# The workers share the database's connections: each takes its share (paystore/factory.py).
+os.environ.setdefault("PAYSTORE_DB_PROCESSES", str(workers))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
 # The longest request: checkout of a lapsed session (two lock waits, two Stripe calls).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + 2 * _stripe_s + 10)
@@ -50,7 +52,7 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="payst
 from paystore.config import threads_from_env  # noqa: E402
 from paystore.logs import logging_config  # noqa: E402
 
-threads = threads_from_env()  # gthread: threads per process; also the pool size
+threads = threads_from_env()  # gthread: threads per process (the pool is the connection budget)
 if worker_class == "sync":
     # One request per process, as asked: gunicorn would otherwise quietly run gthread workers
     # whenever threads > 1 (the pool opens connections lazily, so it holds one here).

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the tests, the model check and the benchmarks use: PgBouncer (scale-out
 # tests), Spin and gcc (model/), Chromium and its driver (the buyer-journey browser test),
-# postgresql-client's pgbench (bench/). Idempotent: installs only what is missing. Needs root.
+# postgresql-client's pgbench (bench/), the PostgreSQL server and iproute2 + iptables (servers the
+# partition and failover tests make themselves, in network namespaces of their own).
+# Idempotent: installs only what is missing. Needs root.
 set -euo pipefail
-wanted=(pgbouncer spin gcc chromium chromium-driver postgresql-client)
+wanted=(pgbouncer spin gcc chromium chromium-driver postgresql-client postgresql iproute2 iptables)
 missing=()
 for pkg in "${wanted[@]}"; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -25,7 +25,6 @@ import requests
 from sqlalchemy import Engine
 
 from paystore.db import make_engine
-from paystore.devtools.credentials import STRIPE_KEY, TOKEN, WEBHOOK_SECRET
 from paystore.devtools.http import free_port
 from paystore.devtools.postgres import private_directory, reset_database
 from paystore.devtools.processes import wait_until
@@ -35,6 +34,7 @@ from tests.support.api import Api
 from tests.support.database import count, purchase_row
 from tests.support.locks import advisory_lock_holders, someone_waits_for
 from tests.support.processes import gunicorn_server, migrate_with_alembic
+from tests.support.storm import checkout_until_answered, deliver_until_2xx, nothing_half_made, storm_env
 
 pytestmark = pytest.mark.gunicorn
 
@@ -100,49 +100,6 @@ def killable_postgres() -> Iterator[KillablePostgres]:
             server.stop()
 
 
-# ---------------------------------------------------------------- Stripe, as the storm sees it
-def deliver_until_2xx(standin: StripeStandIn, event: dict[str, Any], url: str, answers: list[int]) -> requests.Response:
-    """Stripe's redelivery, compressed: every non-2xx is retried after a growing pause (bounded)."""
-    pause = 0.05
-    for _ in range(120):
-        try:
-            answer = standin.deliver(event, url)
-        except requests.ConnectionError:
-            answers.append(0)
-        else:
-            answers.append(answer.status_code)
-            if 200 <= answer.status_code < 300:
-                return answer
-            assert answer.status_code >= 500, answer.text  # a 4xx would be a bug: nothing is wrong with the event
-        time.sleep(pause)
-        pause = min(pause * 1.5, 1.0)
-    raise AssertionError(f"event {event['id']} never accepted: {answers[-5:]}")
-
-
-def checkout_until_answered(api: Api, user_id: str, answers: list[int]) -> dict[str, Any]:
-    """A buyer who gets a 5xx clicks again (bounded)."""
-    for _ in range(120):
-        response = api.checkout(user_id)
-        answers.append(response.status_code)
-        if response.status_code in (200, 201):
-            return response.json()
-        assert response.status_code in (502, 503), response.text
-        time.sleep(0.2)
-    raise AssertionError(f"checkout for {user_id} never succeeded")
-
-
-def _storm_env(database_url: str, standin: StripeStandIn, stripe_timeout_s: float) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "STRIPE_SECRET_KEY": STRIPE_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": standin.base_url,
-        "PAYSTORE_API_TOKENS": TOKEN,
-        "PAYSTORE_STRIPE_TIMEOUT_S": str(stripe_timeout_s),
-        "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
-    }
-
-
 @pytest.fixture
 def stripe(standin_server: StripeStandIn) -> Iterator[StripeStandIn]:
     standin_server.reset()
@@ -150,17 +107,6 @@ def stripe(standin_server: StripeStandIn) -> Iterator[StripeStandIn]:
     yield standin_server
     standin_server.reset()
     standin_server.webhook_url = earlier
-
-
-def _nothing_half_made(engine: Engine) -> None:
-    # A purchase is only ever committed together with its Stripe session.
-    assert count(engine, "SELECT count(*) FROM purchases WHERE stripe_session_id IS NULL") == 0
-    # Every recorded event was finished, and a completion recorded is a completed purchase.
-    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome IS NULL") == 0
-    assert count(engine, (
-        "SELECT count(*) FROM stripe_events e LEFT JOIN purchases p ON p.id = e.purchase_id "
-        "WHERE e.outcome IN ('completed', 'recovered') AND p.status IS DISTINCT FROM 'completed'"
-    )) == 0
 
 
 def _advisory_locks(engine: Engine) -> int:
@@ -182,7 +128,7 @@ def test_postgres_killed_and_restarted_mid_storm_loses_nothing(
     pairs, answers, paid = 36, {"checkout": [], "webhook": []}, []
     engine = make_engine(killable_postgres.url, pool_size=1, max_overflow=2)
     reset_database(engine)
-    env = _storm_env(killable_postgres.url, stripe, 5)
+    env = storm_env(killable_postgres.url, stripe, 5)
     crash = threading.Event()
 
     def pair(n: int, url: str) -> None:
@@ -222,7 +168,7 @@ def test_postgres_killed_and_restarted_mid_storm_loses_nothing(
     statuses = {pid: purchase_row(engine, pid)["status"] for pid in paid}
     assert set(statuses.values()) == {"completed"}, statuses
     assert count(engine, "SELECT count(*) FROM purchases WHERE status <> 'completed'") == 0
-    _nothing_half_made(engine)
+    nothing_half_made(engine)
     refused_checkouts = sum(a >= 500 for a in answers["checkout"])
     refused_webhooks = sum(a >= 500 or a == 0 for a in answers["webhook"])
     print(f"\nstorm: {pairs + 1} pairs; refused during the outage: {len(refused)} "
@@ -236,7 +182,7 @@ def short_timeout_url(
     database_url: str, standin_server: StripeStandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("gunicorn-faults") / "gunicorn.log"
-    with gunicorn_server(_storm_env(database_url, standin_server, 1.5), workers=2, log_path=log_path) as url:
+    with gunicorn_server(storm_env(database_url, standin_server, 1.5), workers=2, log_path=log_path) as url:
         yield url
 
 
@@ -283,7 +229,7 @@ def patient_urls(
     """Two servers: checkouts on the first, webhooks on the second. A gthread worker serves many
     requests at once, so with one server the SIGKILL could take the waiting webhook down too."""
     logs = tmp_path_factory.mktemp("gunicorn-sigkill")
-    env = _storm_env(database_url, standin_server, 60)
+    env = storm_env(database_url, standin_server, 60)
     with (
         gunicorn_server(env, workers=2, log_path=logs / "checkout.log") as checkout_url,
         gunicorn_server(env, workers=1, log_path=logs / "webhook.log") as webhook_url,
@@ -332,7 +278,7 @@ def test_worker_sigkilled_holding_the_lock_releases_it_and_the_webhook_proceeds(
     assert advisory_lock_holders(engine, key) == []
     row = purchase_row(engine, session["metadata"]["purchase_id"])
     assert (row["status"], row["stripe_session_id"]) == ("completed", session["id"])
-    _nothing_half_made(engine)
+    nothing_half_made(engine)
     # gunicorn replaced the worker; the service goes on.
     stripe.faults.before_create_response = None
     assert Api(patient_url).checkout("after_kill").status_code == 201

@@ -55,7 +55,7 @@ def _result_page(purchase: Purchase) -> Response:
 def checkout_return() -> ResponseReturnValue:
     ext = current_paystore()
     session_id = request.args.get("session_id", "")
-    purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, session_id)
+    purchase = fulfilment.return_from_checkout(get_db(), ext.gateway, ext.settings, ext.stripe_reads, session_id)
     if ext.settings.return_url:
         return redirect(_with_query(ext.settings.return_url, purchase_id=str(purchase.id), status=str(purchase.status)), 303)
     return _result_page(purchase)

@@ -32,6 +32,7 @@ from paystore.stripe.errors import (
     InvalidStripeObject,
     InvalidWebhook,
     StripeIdempotencyConflict,
+    StripeRateLimited,
     StripeUnavailable,
     WebhookNotConfigured,
 )
@@ -83,6 +84,8 @@ RULES: dict[type[BaseException], Rule] = {
     SessionMismatch: Rule(409, "session_mismatch", then="; nothing was changed"),
     Overloaded: Rule(503, "overloaded", retry=True, then="; retry shortly"),
     StripeUnavailable: Rule(502, "stripe_unavailable", then="; nothing was charged or saved, try again"),
+    StripeRateLimited: Rule(503, "stripe_rate_limited", retry=True, then="; nothing was done, retry shortly",
+                            log_level=logging.WARNING),
     NotRefundable: Rule(409, "purchase_not_refundable"),
     RefundTooLarge: Rule(400, "refund_exceeds_remaining"),
     IdempotencyKeyReused: Rule(409, "idempotency_key_reused", then="; nothing was refunded"),

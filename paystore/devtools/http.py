@@ -24,9 +24,9 @@ class LocalServer(ThreadedWSGIServer):
     # clients then stall for a 1 s retransmit: the load side would be the bottleneck of a bench.
     request_queue_size = 1024
 
-    def __init__(self, app: Any, port: int = 0) -> None:
-        super().__init__("127.0.0.1", port, app, handler=_QuietHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+    def __init__(self, app: Any, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(host, port, app, handler=_QuietHandler)
+        self.url = f"http://{host}:{self.server_address[1]}"
 
     def start(self, name: str) -> LocalServer:
         threading.Thread(target=self.serve_forever, name=name, daemon=True).start()

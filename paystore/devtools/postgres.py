@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 # The programs on sale in every test and bench run.
 PROGRAMS = [
@@ -88,12 +90,20 @@ def postgres_server() -> Iterator[str]:
                 server.cleanup()
 
 
-def reset_database(engine: Engine) -> None:
-    """Empty every table and put the test programs on sale."""
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE stripe_events, purchases, programs, customers RESTART IDENTITY CASCADE"))
-        for program_id, name, amount, currency in PROGRAMS:
-            conn.execute(
-                text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),
-                {"i": program_id, "n": name, "a": amount, "c": currency},
-            )
+def reset_database(engine: Engine, attempts: int = 5) -> None:
+    """Empty every table and put the test programs on sale. A request still finishing (a webhook
+    delivered late by an earlier scenario) can deadlock with TRUNCATE, which takes its table locks
+    one by one; the server then cancels one side, and the reset is simply tried again."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("TRUNCATE stripe_events, purchases, programs, customers RESTART IDENTITY CASCADE"))
+                for program_id, name, amount, currency in PROGRAMS:
+                    conn.execute(
+                        text("INSERT INTO programs (id, name, amount, currency) VALUES (:i, :n, :a, :c)"),
+                        {"i": program_id, "n": name, "a": amount, "c": currency},
+                    )
+            return
+        except OperationalError as exc:
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected) or attempt == attempts - 1:
+                raise

@@ -50,8 +50,22 @@ PREFIXES = {
 MIGRATION_KEY = "paystore:migrate"
 
 # One round trip: PostgreSQL evaluates the select list left to right, so the transaction-local
-# lock_timeout is in force before the lock is requested.
-_LOCK = "SELECT set_config('lock_timeout', %(t)s, true), pg_advisory_xact_lock(%(k)s)"
+# settings are in force before the lock is requested.
+#
+# Why the idle bound: a transaction holding a purchase lock waits on Stripe (checkout) with the
+# server seeing it "idle in transaction". If its host is cut off from PostgreSQL, the server would
+# keep the transaction, and the lock, until TCP notices (about two hours with Linux defaults), and
+# every webhook and return of that purchase would time out meanwhile. With this bound the server
+# ends such a transaction once it has been idle longer than any healthy one can be (the Stripe
+# timeout plus a margin: IDLE_MARGIN_S), which frees the lock. It is set here, for the transaction
+# only, because a pooler or a managed database may not let operators set it server-wide.
+_LOCK = (
+    "SELECT set_config('lock_timeout', %(t)s, true), set_config('idle_in_transaction_session_timeout', %(i)s, true),"
+    " pg_advisory_xact_lock(%(k)s)"
+)
+IDLE_MARGIN_S = 5.0
+IDLE_BOUND_INFO = "paystore.idle_bound_ms"
+DEFAULT_IDLE_BOUND_MS = 15_000
 
 
 class LockTimeout(Refusal):
@@ -89,16 +103,23 @@ def advisory_key_number(key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def idle_bound_ms(stripe_timeout_s: float) -> int:
+    """How long a lock-holding transaction may sit idle before the server ends it."""
+    return int((stripe_timeout_s + IDLE_MARGIN_S) * 1000)
+
+
 def take_xact_lock(db: Session, key: str, timeout_ms: int) -> float:
     """Take the transaction-scoped advisory lock for `key`; return how long it waited, in ms.
 
-    Must run inside the transaction whose commit publishes the protected change.
+    Must run inside the transaction whose commit publishes the protected change. The transaction
+    is also bounded while idle (see _LOCK), by the bound its connection carries (paystore.db).
     """
-    db.connection()  # a pool checkout is not part of the lock wait
+    connection = db.connection()  # a pool checkout is not part of the lock wait
     kind = lock_kind(key)
     started = time.perf_counter()
     try:
-        sql.execute(db, _LOCK, {"t": f"{timeout_ms}ms", "k": advisory_key_number(key)})
+        idle_ms = connection.info.get(IDLE_BOUND_INFO, DEFAULT_IDLE_BOUND_MS)
+        sql.execute(db, _LOCK, {"t": f"{timeout_ms}ms", "i": f"{idle_ms}ms", "k": advisory_key_number(key)})
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
             metrics.lock_timeouts.labels(kind).inc()

@@ -24,3 +24,8 @@ class InvalidStripeObject(Refusal, ValueError):
 
 class StripeIdempotencyConflict(Exception):
     """Stripe saw this idempotency key before, with other parameters: nothing new was made."""
+
+
+class StripeRateLimited(Refusal):
+    """Stripe answered 429 (its rate limit), or paystore's own budget for Stripe reads is spent:
+    nothing was done, try again in a moment."""

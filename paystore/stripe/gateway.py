@@ -15,6 +15,7 @@ import stripe
 from stripe import (
     APIConnectionError,
     IdempotencyError,
+    RateLimitError,
     SignatureVerificationError,
     StripeError,
     WebhookSignature,
@@ -23,11 +24,13 @@ from stripe import (
 from paystore import metrics
 from paystore.inputs import UnacceptableJson, loads_bounded
 from paystore.stripe import calls, fields
+from paystore.stripe.budget import ReadBudget
 from paystore.stripe.calls import Call, CheckoutRequest
 from paystore.stripe.errors import (
     InvalidStripeObject,
     InvalidWebhook,
     StripeIdempotencyConflict,
+    StripeRateLimited,
     StripeUnavailable,
     WebhookNotConfigured,
 )
@@ -63,8 +66,10 @@ class StripeGateway:
         api_base: str | None = None,
         timeout_s: float = 10.0,
         max_connections: int = 10,
+        reads: ReadBudget | None = None,
     ) -> None:
         self._webhook_secrets = webhook_secrets
+        self._reads = reads or ReadBudget(per_second=10.0, burst=20)
         # Proxies are read from the environment once, here, instead of on every call: requests
         # scans all of os.environ per request when trust_env is on (a measurable share of a
         # checkout's CPU). One session shared by the threads, its pool as large as their number.
@@ -89,12 +94,20 @@ class StripeGateway:
             raise StripeUnavailable("Stripe answered without a checkout URL")
         return session
 
-    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
+    def retrieve_checkout_session(self, session_id: str, *, wait_s: float = 0.0) -> CheckoutSession:
+        """The session now. A read: it waits at most `wait_s` for the read budget (budget.py)."""
+        self._read(wait_s)
         return self._send(calls.retrieve_checkout_session(session_id), CheckoutSession.from_dict)
 
-    def payment_intent_status(self, payment_intent_id: str) -> str:
+    def payment_intent_status(self, payment_intent_id: str, *, wait_s: float = 0.0) -> str:
         """`succeeded`, `processing`, `requires_payment_method` (a delayed payment failed), ..."""
+        self._read(wait_s)
         return self._send(calls.retrieve_payment_intent(payment_intent_id), _payment_intent_status)
+
+    def _read(self, wait_s: float) -> None:
+        if not self._reads.take(wait_s):
+            metrics.stripe_errors.labels("read", "budget").inc()
+            raise StripeRateLimited("paystore's budget for Stripe reads is spent for this second")
 
     def create_customer(self, user_id: str, email: str | None, livemode: bool) -> str:
         """A new Stripe Customer for the user; its id."""
@@ -121,6 +134,10 @@ class StripeGateway:
         try:
             answer = self._client.raw_request(call.method, call.path, **call.params, **options)
             return parse(answer.data)
+        except RateLimitError as exc:
+            metrics.stripe_errors.labels(name, "rate_limited").inc()
+            log.warning("Stripe %s refused for its rate limit: request %s", name, exc.request_id)
+            raise StripeRateLimited("Stripe's rate limit was reached") from None
         except IdempotencyError as exc:
             metrics.stripe_errors.labels(name, "idempotency").inc()
             log.error("Stripe %s refused a reused idempotency key: request %s", name, exc.request_id)

@@ -39,6 +39,15 @@ def gunicorn_server(
 ) -> Iterator[str]:
     """Run `gunicorn wsgi:app` from the repository root with several workers (gunicorn.conf.py's
     worker class unless `env` sets GUNICORN_WORKER_CLASS)."""
+    with gunicorn_process(env, workers, config, log_path) as (base_url, _master):
+        yield base_url
+
+
+@contextmanager
+def gunicorn_process(
+    env: Mapping[str, str], workers: int = 3, config: Path | None = None, log_path: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """gunicorn_server, for tests that signal the master: its base URL and the master process."""
     port = free_port()
     args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
     args += ["-c", str(config or ROOT / "gunicorn.conf.py")]
@@ -52,11 +61,17 @@ def gunicorn_server(
         if proc.poll() is not None:
             tail = Path(log_path).read_text()[-4000:] if log_path else "(see stderr)"
             raise AssertionError(f"gunicorn exited during start-up:\n{tail}")
-        yield base_url
+        yield base_url, proc
     finally:
         stop_process_group(proc)
         if log_file:
             log_file.close()
+
+
+def worker_pids(master: subprocess.Popen[bytes]) -> set[int]:
+    """The master's live worker processes, from /proc (Linux)."""
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children")
+    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
 
 
 def paystore_cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -145,6 +145,8 @@ class StandInApp:
         return _json(200, {"object": "list", "url": "/v1/events", "data": found[:limit], "has_more": len(found) > limit})
 
     def retrieve_session(self, request: Request, api_key: str, session_id: str) -> Response:
+        if delay := self.standin.faults.retrieve_delay_s:
+            self.standin.faults.release_hung.wait(delay)
         if status := self.standin.faults.retrieve.get(session_id):
             return _json(status, objects.error("api_error", "Stand-in failure injected by the test."))
         session = self.state.sessions.get(session_id)

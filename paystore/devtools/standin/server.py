@@ -21,7 +21,8 @@ class StripeStandIn:
     """A local Stripe, reached by paystore through stripe-python (STRIPE_API_BASE)."""
 
     def __init__(
-        self, webhook_secret: str, webhook_url: str | None = None, port: int = 0, notify_secret: str | None = None
+        self, webhook_secret: str, webhook_url: str | None = None, port: int = 0, notify_secret: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.webhook_secret = webhook_secret
         self.webhook_url = webhook_url
@@ -30,7 +31,7 @@ class StripeStandIn:
         self.state = StandInState()
         self.faults = Faults()
         self.actions = PaymentActions(self.state)
-        self._server = LocalServer(StandInApp(self), port)
+        self._server = LocalServer(StandInApp(self), port, host)
         self.base_url = self._server.url
 
     def reset(self) -> None:

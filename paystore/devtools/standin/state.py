@@ -24,6 +24,7 @@ class Faults:
     create: deque[int | str] = field(default_factory=deque)
     create_delay_s: float = 0.0
     retrieve: dict[str, int] = field(default_factory=dict)  # session id -> HTTP status
+    retrieve_delay_s: float = 0.0  # every session read takes this long (reads then overlap)
     # Runs after a session is created, before the create call is answered: e.g. pay the session
     # and deliver its webhook first, the worst timing real Stripe can produce.
     before_create_response: Callable[[dict[str, Any]], None] | None = None

@@ -24,6 +24,8 @@ from paystore.stripe.gateway import StripeGateway
 log = logging.getLogger(__name__)
 
 ACTIVE_PURCHASE_INDEX = "uq_purchases_one_active_per_user_program"
+# A checkout that must settle a lapsed session waits this long for the Stripe read budget.
+LAPSED_WAITS_FOR_BUDGET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ def _settled_if_lapsed(db: Session, gateway: StripeGateway, settings: Settings, 
     tracked = purchases.load(db, purchase.id)
     if tracked is None:
         return purchase
-    session = gateway.retrieve_checkout_session(tracked.purchase.stripe_session_id or "")
+    session = gateway.retrieve_checkout_session(tracked.purchase.stripe_session_id or "", wait_s=LAPSED_WAITS_FOR_BUDGET_S)
     event_type = lifecycle.snapshot_event_type(session)
     if event_type is not None:
         learn = lifecycle.learn_from_session(event_type, session, settings.stripe_livemode)

@@ -22,6 +22,8 @@ from paystore.domain.purchase import OPEN_STATUSES, Purchase
 from paystore.services.purchasing import purchases as purchase_reads
 from paystore.services.purchasing.errors import InvalidSessionId, PurchaseNotFound, SessionMismatch, SessionNotFound
 from paystore.store import locks, purchases
+from paystore.stripe.budget import SharedReads
+from paystore.stripe.errors import StripeRateLimited
 from paystore.stripe.gateway import StripeGateway
 from paystore.stripe.objects import CheckoutSession
 
@@ -46,14 +48,15 @@ class Applied:
     outcome: Outcome | None  # None when Stripe still shows the session open
 
 
-def ask_stripe(gateway: StripeGateway, session_id: str) -> StripeView:
-    """Retrieve the session (and, for a delayed payment, its intent). Call outside a transaction."""
-    session = gateway.retrieve_checkout_session(session_id)
+def ask_stripe(gateway: StripeGateway, session_id: str, *, wait_s: float = 0.0) -> StripeView:
+    """Retrieve the session (and, for a delayed payment, its intent). Call outside a transaction.
+    `wait_s`: how long to wait for the budget of Stripe reads (paystore.stripe.budget)."""
+    session = gateway.retrieve_checkout_session(session_id, wait_s=wait_s)
     says = f"{session.status}/{session.payment_status}"
     intent_status = None
     if session.status == "complete" and session.payment_status == "unpaid" and session.payment_intent_id:
         # A delayed payment's session stays complete/unpaid whatever happens; its intent tells.
-        intent_status = gateway.payment_intent_status(session.payment_intent_id)
+        intent_status = gateway.payment_intent_status(session.payment_intent_id, wait_s=wait_s)
         says += f" ({intent_status})"
     return StripeView(session, lifecycle.snapshot_event_type(session, intent_status), says)
 
@@ -95,8 +98,14 @@ def _check_session_belongs(purchase: Purchase, session: CheckoutSession) -> None
         )
 
 
-def return_from_checkout(db: Session, gateway: StripeGateway, settings: Settings, session_id: str) -> Purchase:
-    """The buyer's browser came back from Stripe with `session_id`: complete what Stripe says."""
+def return_from_checkout(
+    db: Session, gateway: StripeGateway, settings: Settings, reads: SharedReads, session_id: str
+) -> Purchase:
+    """The buyer's browser came back from Stripe with `session_id`: complete what Stripe says.
+
+    A public page: Stripe is read at most once at a time per session, not again within a few
+    seconds, and not past the read budget (paystore.stripe.budget); meanwhile the page answers
+    from the purchase as paystore knows it, which the webhook completes anyway."""
     if not SESSION_ID.fullmatch(session_id):
         raise InvalidSessionId("session_id must be a Stripe Checkout Session id (cs_...)")
     with db.begin():
@@ -104,17 +113,29 @@ def return_from_checkout(db: Session, gateway: StripeGateway, settings: Settings
     if purchase is None:
         # Checked before asking Stripe: a forged id costs no Stripe call.
         raise SessionNotFound(f"no purchase was made with session {session_id}")
-    return _bring_up_to_date(db, gateway, settings, purchase, cause="buyer returned from checkout")
+    return _bring_up_to_date(db, gateway, settings, reads, purchase, cause="buyer returned from checkout")
 
 
 def refresh(db: Session, gateway: StripeGateway, settings: Settings, purchase_id: str) -> Purchase:
-    """POST /purchases/<id>/refresh: the same, for shops that keep their own success page."""
+    """POST /purchases/<id>/refresh: the same, for shops that keep their own success page. The
+    shop asks on purpose, with its token: Stripe is asked now (a spent read budget is a 503)."""
     purchase = purchase_reads.get_purchase(db, purchase_id)
-    return _bring_up_to_date(db, gateway, settings, purchase, cause="refresh requested")
+    return _bring_up_to_date(db, gateway, settings, None, purchase, cause="refresh requested")
 
 
-def _bring_up_to_date(db: Session, gateway: StripeGateway, settings: Settings, purchase: Purchase, *, cause: str) -> Purchase:
-    if purchase.status not in OPEN_STATUSES or purchase.stripe_session_id is None:
+def _bring_up_to_date(
+    db: Session, gateway: StripeGateway, settings: Settings, reads: SharedReads | None, purchase: Purchase, *, cause: str
+) -> Purchase:
+    session_id = purchase.stripe_session_id
+    if purchase.status not in OPEN_STATUSES or session_id is None:
         return purchase  # nothing a session says can move it on: no Stripe call for a reload
-    view = ask_stripe(gateway, purchase.stripe_session_id)
+    if reads is None:
+        view = ask_stripe(gateway, session_id)
+    else:
+        try:
+            view = reads.read(session_id, lambda: ask_stripe(gateway, session_id))
+        except StripeRateLimited:
+            view = None  # the budget is spent (or Stripe's limit reached): answer what paystore knows
+    if view is None:
+        return purchase
     return apply_view(db, settings, purchase.id, view, cause=cause).purchase

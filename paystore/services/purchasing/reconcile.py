@@ -20,10 +20,13 @@ from paystore.domain.purchase import Purchase
 from paystore.services.purchasing import fulfilment
 from paystore.services.purchasing.errors import SessionMismatch
 from paystore.store import DATABASE_UNAVAILABLE, locks, purchases
-from paystore.stripe.errors import StripeUnavailable
+from paystore.stripe.errors import StripeRateLimited, StripeUnavailable
 from paystore.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
+
+# A batch job: it waits for the budget of Stripe reads rather than skipping a purchase.
+RECONCILE_WAITS_FOR_BUDGET_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,8 @@ def _reconcile_one(
     if session_id is None:
         return ReconcileRow(purchase_id, status, "-", "error: no Stripe session", status)
     try:
-        view = fulfilment.ask_stripe(gateway, session_id)
-    except StripeUnavailable as exc:
+        view = fulfilment.ask_stripe(gateway, session_id, wait_s=RECONCILE_WAITS_FOR_BUDGET_S)
+    except (StripeUnavailable, StripeRateLimited) as exc:
         return ReconcileRow(purchase_id, status, "unknown", f"error: {exc}", status)
     try:
         applied = fulfilment.apply_view(
