@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
@@ -15,13 +16,29 @@ from paystore.store.locks import IDLE_BOUND_INFO
 
 
 def sqlalchemy_url(url: str) -> str:
-    """Accept the usual `postgres://` / `postgresql://` URLs and pick the psycopg 3 driver."""
-    parsed = make_url(url)
+    """Accept the usual `postgres://` / `postgresql://` URLs and pick the psycopg 3 driver.
+
+    A libpq multi-host URL (`postgresql://u@db1:5432,db2:5432/shop?target_session_attrs=read-write`,
+    what managed PostgreSQL and Patroni hand out) is accepted too: libpq then tries the hosts in
+    turn and keeps the first that is writable, so after a failover new connections find the new
+    primary without a restart. SQLAlchemy spells the hosts as repeated `host=` query parameters."""
+    parsed = make_url(_hosts_as_query(url))
     if parsed.drivername in ("postgres", "postgresql", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername != "postgresql+psycopg":
         raise ValueError("DATABASE_URL must be a PostgreSQL URL")
     return parsed.render_as_string(hide_password=False)
+
+
+def _hosts_as_query(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    authority, slash, tail = rest.partition("/")
+    user, at, hosts = authority.rpartition("@")
+    if not sep or "," not in hosts:
+        return url
+    path, question, query = tail.partition("?")
+    host_params = "&".join(f"host={quote(host, safe=':[]')}" for host in hosts.split(","))
+    return f"{scheme}://{user}{at}/{path}?{host_params}" + (f"&{query}" if query else "")
 
 
 # A host cut off from PostgreSQL must not hang a thread: a write nobody acknowledges fails after
