@@ -163,7 +163,7 @@ def main() -> None:
                         runs.setdefault(pooled.label, []).append(pooled)
                 print_table(latency_ms, buyers, [combined(r) for r in runs.values()], rounds)
             with engine.begin() as conn:
-                conn.execute(text("TRUNCATE stripe_events, notifications, purchases"))
+                conn.execute(text("TRUNCATE stripe_events, notifications, purchases CASCADE"))
             clients = 8
             if env("BENCH_INSTRUCTIONS") == "1":
                 counted = instructions_per_pair(url, engine, standin, app_env,

@@ -5,7 +5,9 @@ transaction locks and key function, the creation lock, the insert before the Str
 event record written with the effect, the shop's notification row (the transactional outbox:
 one INSERT into notifications with the same columns and JSON body as paystore's, in the
 webhook's transaction, when the status changes), stripe-python for the session and the
-signature) and nothing else: no ORM, metrics, request logs, refunds, disputes or recovery. paystore's CPU per
+signature, a Stripe Customer made at a user's first checkout under the user's customer lock when
+PAYSTORE_STRIPE_CUSTOMERS is on, as paystore's default) and nothing else: no ORM, metrics, request
+logs, refunds, disputes or recovery. paystore's CPU per
 pair is compared with this in the same run. Served by gunicorn.conf.py (`bench.bare:app`).
 """
 
@@ -23,7 +25,7 @@ import psycopg
 import stripe
 from flask import Flask, jsonify, request
 
-from paystore.store.locks import advisory_key_number, purchase_create_lock_key, purchase_lock_key
+from paystore.store.locks import advisory_key_number, customer_create_lock_key, purchase_create_lock_key, purchase_lock_key
 
 ACTIVE = ("pending", "awaiting_payment", "completed", "disputed")
 LOCK_SQL = "SELECT set_config('lock_timeout', %s, true), pg_advisory_xact_lock(%s)"
@@ -36,6 +38,7 @@ LOCK_TIMEOUT = f"{os.environ.get('PAYSTORE_LOCK_TIMEOUT_MS') or 10000}ms"
 TOKENS = [t.strip().encode() for t in os.environ.get("PAYSTORE_API_TOKENS", "").split(",") if t.strip()]
 WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
 DATABASE_URL = os.environ["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+CUSTOMERS = (os.environ.get("PAYSTORE_STRIPE_CUSTOMERS") or "true").lower() in ("1", "true", "yes", "on")
 
 app = Flask(__name__)
 stripe_client = stripe.StripeClient(
@@ -60,6 +63,25 @@ def lock(cur: psycopg.Cursor, key: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def customer_for(conn: psycopg.Connection, user_id: str) -> str:
+    """The user's Stripe Customer, made in a transaction of its own under the user's lock."""
+    with conn.transaction(), conn.cursor() as cur:
+        found = cur.execute("SELECT stripe_customer_id FROM customers WHERE user_id = %s AND NOT livemode",
+                            (user_id,)).fetchone()
+        if found:
+            return found[0]
+        lock(cur, customer_create_lock_key(user_id))
+        found = cur.execute("SELECT stripe_customer_id FROM customers WHERE user_id = %s AND NOT livemode",
+                            (user_id,)).fetchone()
+        if found:
+            return found[0]
+        customer = stripe_client.v1.customers.create({"metadata": {"user_id": user_id}},
+                                                     {"idempotency_key": f"customer:{user_id}"})
+        cur.execute("INSERT INTO customers (user_id, livemode, stripe_customer_id) VALUES (%s, false, %s)",
+                    (user_id, customer.id))
+        return customer.id
+
+
 def error(status: int, code: str, message: str):  # noqa: ANN201
     return jsonify(error={"code": code, "message": message}), status
 
@@ -74,6 +96,7 @@ def checkout():  # noqa: ANN201
         return error(400, "invalid_body", "user_id and program_id are required")
     user_id, program_id = body["user_id"], body["program_id"]
     conn = db()
+    customer = {"customer": customer_for(conn, user_id)} if CUSTOMERS else {}
     with conn.transaction(), conn.cursor() as cur:
         program = cur.execute("SELECT name, amount, currency FROM programs WHERE id = %s", (program_id,)).fetchone()
         if program is None:
@@ -99,6 +122,7 @@ def checkout():  # noqa: ANN201
                 "line_items": [{"quantity": 1, "price_data": {
                     "currency": currency, "unit_amount": amount, "product_data": {"name": name}}}],
                 "success_url": "http://localhost:8000/ok", "cancel_url": "http://localhost:8000/cancel",
+                **customer,
             },
             {"idempotency_key": f"checkout:{purchase_id}"},
         )
