@@ -21,6 +21,7 @@ from paystore.devtools.standin import StripeStandIn
 from tests.support.api import Api
 from tests.support.database import PGBOUNCER_POOL_SIZE
 from tests.support.processes import ROOT, LocalServers, gunicorn_server, migrate_with_alembic
+from tests.support.storm import storm_env
 
 
 def pytest_report_header() -> str:
@@ -85,6 +86,17 @@ def standin_server() -> Iterator[StripeStandIn]:
 
 
 @pytest.fixture
+def stripe(standin_server: StripeStandIn) -> Iterator[StripeStandIn]:
+    """The session's stand-in, reset, for tests that serve paystore themselves (gunicorn, other
+    databases) and point its webhooks where they need them; put back as it was afterwards."""
+    standin_server.reset()
+    earlier = standin_server.webhook_url
+    yield standin_server
+    standin_server.reset()
+    standin_server.webhook_url = earlier
+
+
+@pytest.fixture
 def standin(standin_server: StripeStandIn, live_server: str) -> Iterator[StripeStandIn]:
     standin_server.reset()
     standin_server.webhook_url = live_server + "/webhooks/stripe"
@@ -146,13 +158,7 @@ def api(live_server: str, standin: StripeStandIn) -> Api:
 
 def _env(database_url: str, standin: StripeStandIn) -> dict[str, str]:
     return {
-        "DATABASE_URL": database_url,
-        "STRIPE_SECRET_KEY": STRIPE_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": standin.base_url,
-        "PAYSTORE_API_TOKENS": TOKEN,
-        "PAYSTORE_STRIPE_TIMEOUT_S": "5",
-        "PAYSTORE_LOCK_TIMEOUT_MS": "10000",
+        **storm_env(database_url, standin, 5),
         # A burst of 20 concurrent checkouts may all be accepted by one gthread worker: 20 slots
         # of 24 threads per worker admit them all (and keep 4 threads for webhooks), and only
         # the connections in use are opened on the (possibly shared) test PostgreSQL.

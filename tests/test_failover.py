@@ -109,13 +109,6 @@ def cluster(synchronous: bool) -> Iterator[Cluster]:
             primary.stop("immediate")
 
 
-@pytest.fixture
-def stripe(standin_server: StripeStandIn) -> Iterator[StripeStandIn]:
-    standin_server.reset()
-    yield standin_server
-    standin_server.reset()
-
-
 def _paid_event(stripe: StripeStandIn, purchase: dict[str, Any]) -> dict[str, Any]:
     return stripe.event("checkout.session.completed", stripe.settle(purchase["stripe_session_id"]))
 

@@ -100,15 +100,6 @@ def killable_postgres() -> Iterator[KillablePostgres]:
             server.stop()
 
 
-@pytest.fixture
-def stripe(standin_server: StripeStandIn) -> Iterator[StripeStandIn]:
-    standin_server.reset()
-    earlier = standin_server.webhook_url
-    yield standin_server
-    standin_server.reset()
-    standin_server.webhook_url = earlier
-
-
 def _advisory_locks(engine: Engine) -> int:
     # pg_locks covers the whole cluster: count only this database's locks.
     return count(engine, (

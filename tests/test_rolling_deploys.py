@@ -96,13 +96,6 @@ class Storm:
             chaotic.result(timeout=120)
 
 
-@pytest.fixture
-def stripe(standin_server: StripeStandIn) -> StripeStandIn:
-    standin_server.reset()
-    yield standin_server
-    standin_server.reset()
-
-
 def _in_flight(engine: Engine) -> int:
     """Checkouts holding their purchase lock right now (waiting on Stripe's create call)."""
     return count(engine, (
