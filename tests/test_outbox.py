@@ -17,7 +17,7 @@ from paystore.devtools.standin import StripeStandIn
 from paystore.domain import lifecycle
 from paystore.domain.purchase import PaymentFact, PurchaseStatus
 from paystore.extension import Paystore
-from paystore.models import NotificationRow, PurchaseRow
+from paystore.models import NotificationRow, PurchaseRow, RefundRow
 from paystore.store import purchases
 from tests.lifecycle_events import Purchase as Journey
 from tests.support.api import Api
@@ -158,3 +158,15 @@ def test_an_orm_flush_of_a_purchase_is_refused(live_app: Flask, api: Api, engine
 
     assert purchase_row(engine, str(purchase_id))["status"] == "pending"
     assert count(engine, "SELECT count(*) FROM notifications") == 0
+
+
+def test_an_orm_flush_of_any_table_but_programs_is_refused(live_app: Flask, api: Api, engine: Engine) -> None:
+    """The guard lists what may be flushed, so a table the store writes is guarded without being named."""
+    purchase_id = uuid.UUID(api.checkout().json()["purchase_id"])
+    factory = Paystore.of(live_app).session_factory
+
+    with factory() as db, pytest.raises(WriteBehindTheStore), db.begin():
+        db.add(RefundRow(id="re_behind_the_store", purchase_id=purchase_id, amount=100, status="succeeded"))
+        db.flush()
+
+    assert count(engine, "SELECT count(*) FROM refunds") == 0

@@ -5,6 +5,7 @@ paid for, all from an empty directory."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,11 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: 
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv (outside the repository) with the wheel of this tree and its dependencies."""
     scratch = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(scratch), str(ROOT)], scratch)
+    # Built from a copy: setuptools writes build/ and *.egg-info beside the sources it builds.
+    source = scratch / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__",
+                                                                 ".pytest_cache", ".ruff_cache", "instance"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(scratch), str(source)], scratch)
     [wheel] = scratch.glob("paystore-*.whl")
     venv = scratch / "venv"
     run([sys.executable, "-m", "venv", str(venv)], scratch)
@@ -49,6 +54,10 @@ def test_the_installed_wheel_migrates_serves_and_completes_a_paid_checkout(
            "STRIPE_API_BASE": standin_server.base_url, "PAYSTORE_API_TOKENS": TOKEN, "PYTHONPATH": ""}
     where = run([str(bin_ / "python"), "-c", "import paystore, paystore.migrations; print(paystore.__file__)"], empty, env)
     assert Path(where.strip()).is_relative_to(installed), f"paystore imported from {where}, not from the wheel"
+    # Its data files came along: the migration scripts as a package resource, the stand-in's objects.
+    found = run([str(bin_ / "python"), "-c", "from paystore import migrate; import paystore.devtools.standin; "
+                 "print(migrate.script_location(), migrate.head_revision())"], empty, env).split()
+    assert found[0] == "paystore.migrations:" and found[1] != "None", found
 
     assert "database at" in run([str(bin_ / "paystore"), "db", "upgrade"], empty, env)
     run([str(bin_ / "paystore"), "programs", "add", "prog_py101", "--name", "Python 101", "--amount", "4900",

@@ -13,7 +13,7 @@ from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import ApiError
 from paystore.api.purchases import PROGRAM_ID, USER_ID
-from paystore.domain.purchase import Purchase, purchase_json
+from paystore.domain.purchase import Purchase, PurchaseStatus, purchase_json
 from paystore.extension import current_paystore
 from paystore.services.purchasing import access, fulfilment
 
@@ -21,16 +21,21 @@ return_bp = Blueprint("checkout_return", __name__)
 bp = Blueprint("buyer", __name__)
 bp.before_request(require_token)
 
-SENTENCES = {
-    "completed": "Thank you: your payment was received and your purchase is complete.",
-    "awaiting_payment": "Your payment is on its way. Your bank may take a few days; you will have access once it arrives.",
-    "pending": "We have not received your payment yet. If you have just paid, reload this page in a moment.",
-    "failed": "Your payment did not go through. Nothing was charged; you may try again.",
-    "expired": "This checkout expired before it was paid. Nothing was charged; you may start again.",
-    "refunded": "This purchase was refunded.",
-    "disputed": "This payment is disputed with your bank; your access stays open while it is reviewed.",
-    "dispute_lost": "This payment was reversed by your bank after a dispute.",
-    "needs_review": "We received your payment but must check it by hand before your access opens. We will be in touch.",
+# What the buyer reads on the result page, one sentence per status (unit-tested to cover them all).
+SENTENCES: dict[PurchaseStatus, str] = {
+    PurchaseStatus.COMPLETED: "Thank you: your payment was received and your purchase is complete.",
+    PurchaseStatus.AWAITING_PAYMENT: (
+        "Your payment is on its way. Your bank may take a few days; you will have access once it arrives."
+    ),
+    PurchaseStatus.PENDING: "We have not received your payment yet. If you have just paid, reload this page in a moment.",
+    PurchaseStatus.FAILED: "Your payment did not go through. Nothing was charged; you may try again.",
+    PurchaseStatus.EXPIRED: "This checkout expired before it was paid. Nothing was charged; you may start again.",
+    PurchaseStatus.REFUNDED: "This purchase was refunded.",
+    PurchaseStatus.DISPUTED: "This payment is disputed with your bank; your access stays open while it is reviewed.",
+    PurchaseStatus.DISPUTE_LOST: "This payment was reversed by your bank after a dispute.",
+    PurchaseStatus.NEEDS_REVIEW: (
+        "We received your payment but must check it by hand before your access opens. We will be in touch."
+    ),
 }
 
 
@@ -42,10 +47,11 @@ def _with_query(url: str, **params: str) -> str:
 
 def _result_page(purchase: Purchase) -> Response:
     status = str(purchase.status)
+    sentence = SENTENCES[purchase.status]
     html = (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Your purchase</title></head>\n"
         f"<body><h1>Your purchase</h1>\n<p>Status: <span id=\"purchase-status\">{escape(status)}</span></p>\n"
-        f"<p id=\"purchase-message\">{escape(SENTENCES.get(status, 'Your purchase is ' + status + '.'))}</p>\n"
+        f"<p id=\"purchase-message\">{escape(sentence)}</p>\n"
         f"<p>Purchase <code>{escape(str(purchase.id))}</code></p></body></html>\n"
     )
     return Response(html, content_type="text/html; charset=utf-8")

@@ -27,7 +27,7 @@ def _shorten(text: str, width: int = 80) -> str:
 
 
 @events.command("list")
-@click.option("--outcome", help="Only this outcome (failed, completed, stale, ...).")
+@click.option("--outcome", type=click.Choice([str(o) for o in Outcome]), help="Only events of this outcome.")
 @click.option("--since", type=Duration(), help="Only events received within this window, e.g. 24h.")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @with_paystore
@@ -35,7 +35,7 @@ def list_events(ext: Paystore, outcome: str | None, since: timedelta | None, lim
     """Show recorded events, newest first."""
     cutoff = datetime.now(UTC) - since if since else None
     with ext.session_factory() as db:
-        found = history.recorded_events(db, outcome=outcome, since=cutoff, limit=limit)
+        found = history.recorded_events(db, outcome=Outcome(outcome) if outcome else None, since=cutoff, limit=limit)
     echo_table(
         ["EVENT", "TYPE", "RECEIVED", "OUTCOME", "ATTEMPTS", "PURCHASE", "LOCK WAIT MS", "ERROR"],
         [
@@ -95,7 +95,7 @@ def sync(ext: Paystore, since: timedelta, undelivered_only: bool) -> None:
     echo_table(["EVENT", "TYPE", "CREATED", "OUTCOME"],
                [[r.event_id, r.type, r.created.isoformat(timespec="seconds"), r.outcome] for r in report.rows])
     applied = [r for r in report.rows if r.applied]
-    new = [r for r in applied if r.outcome != "duplicate"]
+    new = [r for r in applied if r.outcome != Outcome.DUPLICATE]
     click.echo(f"{len(report.rows)} events listed: {len(new)} applied now, {len(applied) - len(new)} already recorded, "
                f"{len(report.failed)} could not be applied")
     if report.failed:

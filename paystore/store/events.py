@@ -69,7 +69,9 @@ def record_failure(db: Session, event: Event, error: str) -> None:
     db.execute(statement)
 
 
-def listed(db: Session, *, outcome: str | None = None, since: datetime | None = None, limit: int = 200) -> list[StripeEventRow]:
+def listed(
+    db: Session, *, outcome: Outcome | None = None, since: datetime | None = None, limit: int = 200
+) -> list[StripeEventRow]:
     """Newest first."""
     query = select(StripeEventRow).order_by(StripeEventRow.received_at.desc()).limit(limit)
     if outcome is not None:

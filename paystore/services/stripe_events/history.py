@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from paystore.config import Settings
+from paystore.domain.outcome import Outcome
 from paystore.models import StripeEventRow
 from paystore.services.stripe_events.webhooks import WebhookResult, handle_event
 from paystore.store import events
@@ -15,7 +16,7 @@ from paystore.stripe.objects import Event
 
 
 def recorded_events(
-    db: Session, *, outcome: str | None = None, since: datetime | None = None, limit: int = 200
+    db: Session, *, outcome: Outcome | None = None, since: datetime | None = None, limit: int = 200
 ) -> list[StripeEventRow]:
     """Newest first."""
     with db.begin():

@@ -33,7 +33,7 @@ class SyncRow:
     event_id: str
     type: str
     created: datetime
-    outcome: str  # the handler's outcome, or why it could not be applied
+    outcome: str  # the handler's Outcome, or why it could not be applied
     error: Exception | None = None
 
     @property
@@ -52,27 +52,31 @@ class SyncReport:
 
 
 def sync(db: Session, gateway: StripeGateway, settings: Settings, since: timedelta, *, undelivered_only: bool) -> SyncReport:
-    """List the handled events of the window, oldest first, and apply each (a second pass for
-    those whose purchase was not known yet: an event listed before the completion it follows)."""
+    """Apply the handled events of the window page by page, as Stripe lists them (newest first),
+    then once more those whose purchase was not known yet, oldest first.
+
+    Applying newest first is safe because the final state depends on which events arrived, never
+    on their order; the events that need an earlier one (a refund or dispute of a payment whose
+    completion comes later in this run) are the ones the handler refuses as not known yet, and
+    they are kept for the second pass. So only one page, and those, are held in memory: thirty
+    days of a busy shop's events need not fit."""
     report = SyncReport(beyond_retention=since > STRIPE_KEEPS_EVENTS)
     created_gte = int((datetime.now(UTC) - since).timestamp())
-    listed: list[dict] = []
+    waiting: list[dict] = []
     starting_after = None
     while True:
         page = gateway.list_events(HANDLED_EVENTS, created_gte, undelivered_only=undelivered_only,
                                    starting_after=starting_after)
-        listed += page.events
+        for payload in page.events:
+            row = _apply(db, gateway, settings, payload)
+            if isinstance(row.error, PurchaseNotYetKnown):
+                waiting.append(payload)
+            else:
+                report.rows.append(row)
         if not page.has_more or not page.events:
             break
         starting_after = page.events[-1].get("id")
-    waiting = []
-    for payload in reversed(listed):  # Stripe lists newest first
-        row = _apply(db, gateway, settings, payload)
-        if isinstance(row.error, PurchaseNotYetKnown):
-            waiting.append(payload)
-        else:
-            report.rows.append(row)
-    report.rows += [_apply(db, gateway, settings, payload) for payload in waiting]
+    report.rows += [_apply(db, gateway, settings, payload) for payload in reversed(waiting)]
     return report
 
 
