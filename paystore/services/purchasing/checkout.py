@@ -78,7 +78,7 @@ def _start(
                 return CheckoutResult(existing, created=False)
         blocking = existing if existing is not None and existing.status in ACTIVE_STATUSES else None
         if blocking is None:
-            purchase = _create_purchase(db, gateway, settings, program, _Buyer(user_id, email, customer_id))
+            purchase = _create_purchase(db, gateway, settings, program, Buyer(user_id, email, customer_id))
     # Raised after the commit, so that what was learned about a lapsed session is kept.
     if blocking is not None:
         raise (PaymentInProgress if blocking.status == PurchaseStatus.AWAITING_PAYMENT else AlreadyPurchased)(blocking)
@@ -86,13 +86,13 @@ def _start(
 
 
 @dataclass(frozen=True)
-class _Buyer:
+class Buyer:
     user_id: str
     email: str | None
     customer_id: str | None
 
 
-def checkout_request(settings: Settings, program: Program, purchase_id: uuid.UUID, buyer: _Buyer) -> CheckoutRequest:
+def checkout_request(settings: Settings, program: Program, purchase_id: uuid.UUID, buyer: Buyer) -> CheckoutRequest:
     """What Stripe is asked for: the program's own settings, else the deployment's."""
     def chosen(own: bool | None, default: bool) -> bool:
         return default if own is None else own
@@ -111,7 +111,7 @@ def checkout_request(settings: Settings, program: Program, purchase_id: uuid.UUI
     )
 
 
-def _create_purchase(db: Session, gateway: StripeGateway, settings: Settings, program: Program, buyer: _Buyer) -> Purchase:
+def _create_purchase(db: Session, gateway: StripeGateway, settings: Settings, program: Program, buyer: Buyer) -> Purchase:
     purchase_id = uuid.uuid4()
     request = checkout_request(settings, program, purchase_id, buyer)
     # Taken before the row exists and held until commit: a webhook for this purchase that
