@@ -5,7 +5,8 @@ stripe-python ships, for the API version it was generated for, a TypedDict per r
 an unknown key at any depth, a missing required key, a value of the wrong type and an enum value
 the definition does not list are each reported with their path. The definitions accept any
 string beside an enum's values (`Literal['a', 'b']|str`, to survive new values); here an enum is
-closed, since paystore must send only values it knows the pinned version has.
+closed, since paystore must send only values it knows the pinned version has. A field typed
+`Literal['']|str` is a free string that may be emptied, not an enum, and stays open.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typing
 from decimal import Decimal
 from typing import Any, ForwardRef, Literal, NotRequired, Required, Union, get_args, get_origin
 
-from stripe._request_options import RequestOptions
+from stripe import RequestOptions
 from typing_extensions import is_typeddict
 
 _WRAPPERS = {NotRequired, Required}
@@ -47,8 +48,10 @@ def _check(value: Any, annotation: Any, module: str, path: str) -> list[str]:
         return _check(value, get_args(annotation)[0], module, path)
     members = [_resolve(m, module) for m in _members(annotation)]
     if len(members) > 1:
-        literals = [m for m in members if get_origin(m) is Literal]
-        if literals:  # an enum: its values, never "any other string"
+        values = {v for m in members if get_origin(m) is Literal for v in get_args(m)}
+        # An enum: its values, never "any other string". `Literal['']|str` is no enum: it is a
+        # free string that may also be sent empty (to clear it).
+        if values - {""}:
             members = [m for m in members if m is not str]
         found = [_check(value, member, module, path) for member in members]
         if any(not errors for errors in found):
@@ -99,4 +102,6 @@ def _check_object(value: Any, definition: Any, path: str) -> list[str]:
 
 
 def _name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(map(repr, get_args(annotation)))
     return getattr(annotation, "__name__", None) or repr(annotation)
