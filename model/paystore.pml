@@ -273,7 +273,7 @@ end_wait:
 attempt:
 	BEGIN;
 	LOCK(WEBHOOK_KEY(p), failed);
-	/* event_log.record_arrival: INSERT ... ON CONFLICT (stripe_event_id) DO NOTHING waits for a
+	/* store.events.record_arrival: INSERT ... ON CONFLICT (stripe_event_id) DO NOTHING waits for a
 	   concurrent uncommitted insert of the same id; a committed one makes this a duplicate */
 	atomic {
 		NEVER_WAITS(evowner[e] == 0)

@@ -6,26 +6,16 @@ import pytest
 from sqlalchemy import Engine
 
 from paystore.devtools.standin import StripeStandIn
-from tests.support.api import Api
 from tests.support.database import count, purchase_row
-from tests.support.locks import WebhookFirst
+from tests.support.locks import webhook_before_checkout_ends
 
 pytestmark = pytest.mark.gunicorn
-
-
-def _race(url: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, dict, object]:
-    standin.webhook_url = url + "/webhooks/stripe"
-    hook = WebhookFirst(standin, engine)
-    standin.faults.before_create_response = hook
-    checkout = Api(url).checkout()
-    assert checkout.status_code == 201, checkout.text
-    return hook, checkout.json(), hook.webhook_answer()
 
 
 def test_webhook_in_one_worker_waits_for_checkout_in_another(
     gunicorn_url: str, standin: StripeStandIn, engine: Engine
 ) -> None:
-    hook, purchase, webhook = _race(gunicorn_url, standin, engine)
+    hook, purchase, webhook = webhook_before_checkout_ends(gunicorn_url, gunicorn_url, standin, engine)
 
     assert webhook.status_code == 200 and webhook.json()["outcome"] == "completed", webhook.text
     assert purchase_row(engine, purchase["purchase_id"])["status"] == "completed"
@@ -43,7 +33,7 @@ def test_webhook_in_one_worker_waits_for_checkout_in_another(
 def test_negative_control_across_workers_without_the_lock_the_sale_is_stuck(
     gunicorn_nolock_url: str, standin: StripeStandIn, engine: Engine
 ) -> None:
-    hook, purchase, webhook = _race(gunicorn_nolock_url, standin, engine)
+    hook, purchase, webhook = webhook_before_checkout_ends(gunicorn_nolock_url, gunicorn_nolock_url, standin, engine)
 
     assert not hook.seen_waiting
     assert webhook.status_code >= 500 or webhook.json()["outcome"] != "completed", webhook.text

@@ -27,7 +27,7 @@ from paystore.devtools.standin import StripeStandIn
 from paystore.store import locks
 from tests.support.api import Api
 from tests.support.database import PGBOUNCER_POOL_SIZE, count, purchase_row
-from tests.support.locks import WebhookFirst, advisory_lock_holders
+from tests.support.locks import advisory_lock_holders, webhook_before_checkout_ends
 from tests.support.processes import ROOT, gunicorn_server
 
 WORKERS_PER_INSTANCE = 3
@@ -57,15 +57,6 @@ def nolock_instances(
         yield [a, b]
 
 
-def _race(checkout_on: str, webhook_on: str, standin: StripeStandIn, engine: Engine) -> tuple[WebhookFirst, Any, Any]:
-    standin.webhook_url = webhook_on + "/webhooks/stripe"
-    hook = WebhookFirst(standin, engine)
-    standin.faults.before_create_response = hook
-    checkout = Api(checkout_on).checkout()
-    assert checkout.status_code == 201, checkout.text
-    return hook, checkout.json(), hook.webhook_answer()
-
-
 @pytest.mark.parametrize("direction", [(0, 1), (1, 0)], ids=["checkout-a-webhook-b", "checkout-b-webhook-a"])
 @pytest.mark.gunicorn
 def test_webhook_on_one_instance_waits_for_checkout_on_the_other(
@@ -73,7 +64,7 @@ def test_webhook_on_one_instance_waits_for_checkout_on_the_other(
 ) -> None:
     checkout_on, webhook_on = (instances[i] for i in direction)
 
-    hook, purchase, webhook = _race(checkout_on, webhook_on, standin, engine)
+    hook, purchase, webhook = webhook_before_checkout_ends(checkout_on, webhook_on, standin, engine)
 
     assert webhook.status_code == 200 and webhook.json()["outcome"] == "completed", webhook.text
     assert purchase_row(engine, purchase["purchase_id"])["status"] == "completed"
@@ -92,7 +83,7 @@ def test_webhook_on_one_instance_waits_for_checkout_on_the_other(
 def test_negative_control_across_instances_without_the_lock_the_sale_is_stuck(
     nolock_instances: list[str], standin: StripeStandIn, engine: Engine
 ) -> None:
-    hook, purchase, webhook = _race(nolock_instances[0], nolock_instances[1], standin, engine)
+    hook, purchase, webhook = webhook_before_checkout_ends(nolock_instances[0], nolock_instances[1], standin, engine)
 
     assert not hook.seen_waiting
     assert webhook.status_code >= 500 or webhook.json()["outcome"] != "completed", webhook.text

@@ -1,5 +1,6 @@
-"""The store: every read and write of purchases, Stripe events, notifications and programs, and
-the advisory lock. Nothing else in paystore holds SQL; ruff's banned-api rule (TID251) keeps
+"""The store: every read and write of purchases, refunds and the shop's refund requests, Stripe
+events, notifications, customers and programs; the operator's reports; the server's connection
+limits; and the advisory lock. Nothing else in paystore holds SQL; ruff's banned-api rule (TID251) keeps
 SQLAlchemy's statement builders and the plain-SQL executor (`store.sql`) inside this package.
 
 Services own the transactions (`with db.begin():`) and call these functions inside them. Each

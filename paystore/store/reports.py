@@ -19,9 +19,9 @@ from paystore.store.locks import PREFIXES, LockKind
 
 _BY_KIND = text(
     """
-    SELECT CASE WHEN starts_with(lock_key, :unified) THEN 'unified'
-                WHEN starts_with(lock_key, :legacy) THEN 'legacy'
-                ELSE 'none' END AS kind,
+    SELECT CASE WHEN starts_with(lock_key, :unified) THEN :unified_kind
+                WHEN starts_with(lock_key, :legacy) THEN :legacy_kind
+                ELSE :no_lock END AS kind,
            count(*) AS events,
            percentile_cont(0.50) WITHIN GROUP (ORDER BY lock_wait_ms) AS p50,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY lock_wait_ms) AS p95,
@@ -75,10 +75,15 @@ class LockReport:
         return sum(k.events for k in self.kinds if k.kind == LockKind.LEGACY)
 
 
+# The report's row for events that took no lock (an event that names no purchase or session).
+NO_LOCK = "none"
+
+
 def lock_report(db: Session, days: int, stuck_after: timedelta) -> LockReport:
     prefixes = {"unified": PREFIXES[LockKind.UNIFIED], "legacy": PREFIXES[LockKind.LEGACY]}
+    kinds_of = {"unified_kind": str(LockKind.UNIFIED), "legacy_kind": str(LockKind.LEGACY), "no_lock": NO_LOCK}
     window = timedelta(days=days).total_seconds()
-    kinds = [KindStats(**row._mapping) for row in db.execute(_BY_KIND, {"window_s": window, **prefixes})]
+    kinds = [KindStats(**row._mapping) for row in db.execute(_BY_KIND, {"window_s": window, **prefixes, **kinds_of})]
     totals = db.execute(_TOTALS, {"stuck_s": stuck_after.total_seconds(), "open": [str(s) for s in OPEN_STATUSES],
                                   "legacy": prefixes["legacy"], "failed": str(Outcome.FAILED)}).one()
     return LockReport(days, kinds, totals.stuck, totals.failed, totals.last_legacy)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from paystore.devtools.processes import wait_until
 from paystore.devtools.standin import StripeStandIn
 from paystore.store import locks
+from tests.support.api import Api
 
 
 def _advisory_ids(key: str) -> tuple[int, int]:
@@ -76,3 +77,16 @@ class WebhookFirst:
     def webhook_answer(self) -> requests.Response:
         assert self.delivery is not None, "the stand-in never delivered the webhook"
         return self.delivery.result(timeout=30)
+
+
+def webhook_before_checkout_ends(
+    checkout_on: str, webhook_on: str, standin: StripeStandIn, engine: Engine
+) -> tuple[WebhookFirst, Any, Any]:
+    """A checkout at `checkout_on` whose paid webhook reaches `webhook_on` before the checkout
+    commits: the hook, the checkout's purchase and the webhook's answer."""
+    standin.webhook_url = webhook_on + "/webhooks/stripe"
+    hook = WebhookFirst(standin, engine)
+    standin.faults.before_create_response = hook
+    checkout = Api(checkout_on).checkout()
+    assert checkout.status_code == 201, checkout.text
+    return hook, checkout.json(), hook.webhook_answer()
