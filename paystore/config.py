@@ -122,8 +122,9 @@ class Settings:
     # Refund a payment Radar warns of (most such warnings become disputes, which cost a fee):
     # off by default, since it gives up a sale on a warning.
     refund_on_early_fraud_warning: bool = False
-    # Stripe reads (the return page, refresh, reconcile) per second per process, and how long a
-    # session just read is answered from the purchase instead of asking Stripe again (budget.py).
+    # Stripe reads (the return page, refresh, reconcile) per second, shared by the `db_processes`
+    # processes (Stripe limits the account, not a process), and how long a session just read is
+    # answered from the purchase instead of asking Stripe again (budget.py).
     stripe_reads_per_second: float = 10.0
     stripe_read_fresh_s: float = 5.0
 
@@ -131,6 +132,12 @@ class Settings:
     def stripe_livemode(self) -> bool:
         """Whether the configured key talks to live mode; events must agree with it."""
         return self.stripe_secret_key.startswith(("sk_live_", "rk_live_"))
+
+    def stripe_reads_per_process(self) -> float:
+        """This process's share of the Stripe read budget: at least one a second (or the whole
+        budget, if smaller), so that the return page and reconcile still make progress however
+        many processes share it."""
+        return max(min(1.0, self.stripe_reads_per_second), self.stripe_reads_per_second / self.db_processes)
 
     def checkout_limit(self, connections: int) -> int:
         """In-flight checkouts per process, given its connections: all but the webhooks' headroom."""

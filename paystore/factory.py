@@ -47,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         migrate.upgrade_to_head(database_url)
 
     connections = connection_budget(database_url, settings)
+    reads_per_s = settings.stripe_reads_per_process()
     engine = make_engine(database_url, pool_size=connections, max_overflow=0,
                          idle_bound_ms=locks.idle_bound_ms(settings.stripe_timeout_s))
     Paystore(
@@ -59,7 +60,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             api_base=settings.stripe_api_base,
             timeout_s=settings.stripe_timeout_s,
             max_connections=settings.threads,
-            reads=ReadBudget(settings.stripe_reads_per_second, burst=max(1, int(2 * settings.stripe_reads_per_second))),
+            reads=ReadBudget(reads_per_s, burst=max(1, int(2 * reads_per_s))),
         ),
         checkout_slots=CheckoutSlots(settings.checkout_limit(connections)),
         stripe_reads=SharedReads(settings.stripe_read_fresh_s, wait_s=settings.stripe_timeout_s * 2 + 1),

@@ -11,6 +11,7 @@ import pytest
 import requests
 from sqlalchemy import Engine
 
+from paystore.config import Settings
 from paystore.devtools.credentials import TOKEN
 from paystore.devtools.standin import StripeStandIn
 from paystore.stripe import budget
@@ -77,6 +78,33 @@ def test_reads_beyond_the_budget_answer_from_the_purchase_and_creates_never_wait
     assert {p.status_code for p in pages} == {200} and all("pending" in p.text for p in pages)
     assert sum(reads_of(standin, s) for s in sessions) <= 2
     assert len(standin.state.create_calls) == 6
+
+
+@pytest.mark.no_db
+@pytest.mark.parametrize(("budget", "processes", "each"), [(10, 1, 10), (10, 2, 5), (100, 4, 25), (10, 40, 1), (0.5, 4, 0.5)])
+def test_the_read_budget_is_shared_by_the_processes_each_taking_at_least_one_a_second(
+    budget: float, processes: int, each: float
+) -> None:
+    settings = Settings(stripe_reads_per_second=budget, db_processes=processes)
+
+    assert settings.stripe_reads_per_process() == each
+
+
+def test_processes_sharing_the_budget_each_read_their_share_and_one_alone_reads_it_all(
+    make_server_for: Callable[..., str], standin: StripeStandIn
+) -> None:
+    """4/s for 4 processes: this one reads 1/s (a burst of 2). The control is the same budget for
+    one process, whose burst of 8 reads every page."""
+    shared, alone = (Api(make_server_for(stripe_reads_per_second=4.0, db_processes=n)) for n in (4, 1))
+    for api, tag in ((shared, "shared"), (alone, "alone")):
+        sessions = [api.checkout(f"user_{tag}_{i}").json()["stripe_session_id"] for i in range(6)]
+        pages = [api.get(f"/checkout/return?session_id={s}", allow_redirects=False) for s in sessions]
+        assert {p.status_code for p in pages} == {200}
+        reads = sum(reads_of(standin, s) for s in sessions)
+        if api is shared:
+            assert reads <= 3, f"{reads} reads: more than this process's share (burst 2, then 1/s)"
+        else:
+            assert reads == 6, f"{reads} reads: the whole budget should let every page read"
 
 
 def test_stripes_429_is_a_503_with_retry_after_and_saves_nothing(

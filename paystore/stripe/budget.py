@@ -2,14 +2,18 @@
 
 Stripe limits an account's requests (reads included: 25/s in test mode, 100/s live), and a
 public page can be hit by anyone holding a session id (they leak through browser history,
-referrers and support screenshots). Two guards, per process:
+referrers and support screenshots). Two guards, each kept by each process:
 
-- `ReadBudget`: a token bucket for reads (retrieving a session or a payment intent). A read
+- `ReadBudget`: a token bucket for reads (retrieving a session or a payment intent), filled at
+  this process's share of PAYSTORE_STRIPE_READS_PER_SECOND (the figure is for all the processes
+  counted in PAYSTORE_DB_PROCESSES: Stripe limits the account, not a process). A read
   beyond it is not sent: the buyer's return page answers from the purchase as paystore knows it
   (the webhook completes it anyway), reconcile waits for the next token. Creates never take from
   it, so a flood of reads cannot starve checkouts.
-- `SharedReads`: at most one read of a session at a time (concurrent returns share its answer),
-  and none within `fresh_for_s` of the last one (meanwhile the page answers from the purchase).
+- `SharedReads`: at most one read of a session at a time per process (concurrent returns share
+  its answer), and none within `fresh_for_s` of the last one (meanwhile the page answers from the
+  purchase). Across processes a session may be read once by each at most, still within the
+  budget above.
 """
 
 from __future__ import annotations
