@@ -29,7 +29,7 @@ from werkzeug.serving import make_server
 from paystore import create_app
 from paystore.devtools.http import free_port
 from paystore.devtools.shop import PretendShop
-from paystore.devtools.standin import StripeStandIn
+from paystore.devtools.standin import API_VERSION, StripeStandIn
 from paystore.extension import Paystore
 from tests.conftest import app_settings
 from tests.support.api import Api
@@ -379,7 +379,7 @@ def test_the_payment_intent_the_stand_in_answers_agrees_with_the_charge(journey:
     requests.post(checkout_url, data={"action": "card"}, allow_redirects=False, timeout=30)
     state = journey.standin.state.snapshot(journey.session_id)
     intent = requests.get(f"{journey.standin.base_url}/v1/payment_intents/{state.session['payment_intent']}",
-                          headers={"Authorization": "Bearer sk_test_x"}, timeout=30).json()
+                          headers={"Authorization": "Bearer sk_test_x", "Stripe-Version": API_VERSION}, timeout=30).json()
     assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 4900, "usd")
     assert intent["latest_charge"] == state.charge["id"]
     assert intent["metadata"]["purchase_id"] == journey.purchase["purchase_id"]

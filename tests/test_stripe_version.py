@@ -3,8 +3,10 @@ version applied only when the fields paystore reads mean the same in it."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -12,9 +14,10 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from paystore.devtools.credentials import TOKEN
-from paystore.devtools.standin import StripeStandIn
+from paystore.devtools.standin import API_VERSION, StripeStandIn
 from paystore.extension import Paystore
 from paystore.services.purchasing.reconcile import reconcile
+from paystore.services.stripe_events.sync import sync
 from paystore.stripe.version import STRIPE_API_VERSION
 from tests.lifecycle_events import Purchase
 from tests.support.api import Api
@@ -24,7 +27,8 @@ from tests.support.database import count, purchase_row
 def test_every_request_to_stripe_carries_the_pinned_version(
     api: Api, standin: StripeStandIn, live_app: Flask, engine: Engine
 ) -> None:
-    """A checkout (customer and session), the buyer's return and reconcile (session and intent)."""
+    """Every kind of call paystore makes: a checkout (customer and session), the buyer's return
+    (session), reconcile (session and intent), a refund by the shop, and `events sync` (events)."""
     response = api.post("/checkout", {"user_id": "user_versioned", "program_id": "prog_py101", "email": "v@example.com"})
     assert response.status_code == 201, response.text
     session = standin.actions.pay_by_bank_debit(response.json()["stripe_session_id"])[0]["data"]["object"]
@@ -32,11 +36,41 @@ def test_every_request_to_stripe_carries_the_pinned_version(
     ext = Paystore.of(live_app)
     with ext.session_factory() as db:
         reconcile(db, ext.gateway, ext.settings, timedelta(0))
+    paid = Purchase.checkout(api, standin, "user_versioned_refund")
+    [delivery] = standin.actions.pay_by_card(paid.session["id"])
+    assert standin.deliver(delivery).status_code == 200
+    refunded = api.post(f"/purchases/{paid.purchase_id}/refunds", headers={"Idempotency-Key": "version-refund-1"})
+    assert refunded.status_code == 202, refunded.text
+    with ext.session_factory() as db:
+        sync(db, ext.gateway, ext.settings, timedelta(hours=1), undelivered_only=False)
 
     seen = {(c["method"], c["path"].split("/")[2], c["stripe_version"]) for c in standin.state.api_calls}
-    assert {(method, resource) for method, resource, _ in seen} == {
-        ("POST", "customers"), ("POST", "checkout"), ("GET", "checkout"), ("GET", "payment_intents")}
+    assert {(method, resource) for method, resource, _ in seen} >= {
+        ("POST", "customers"), ("POST", "checkout"), ("GET", "checkout"), ("GET", "payment_intents"),
+        ("POST", "refunds"), ("GET", "events")}
     assert {version for _, _, version in seen} == {STRIPE_API_VERSION}
+
+
+@pytest.mark.parametrize("version", [None, "2025-09-30.clover", "2026-10-28"])
+def test_the_stand_in_refuses_a_request_without_the_pinned_version(standin: StripeStandIn, version: str | None) -> None:
+    """As Stripe refuses a version it does not know (a missing one it would answer in the account's
+    default): a call that lost the pin fails every test that makes it, not just this file's."""
+    headers = {"Authorization": "Bearer sk_test_x", **({"Stripe-Version": version} if version else {})}
+    answer = requests.get(f"{standin.base_url}/v1/events", headers=headers, timeout=10)
+
+    assert answer.status_code == 400
+    assert answer.json() == {"error": {"type": "invalid_request_error", "message": f"Invalid Stripe API version: {version}"}}
+    pinned = requests.get(f"{standin.base_url}/v1/events", headers={**headers, "Stripe-Version": STRIPE_API_VERSION},
+                          timeout=10)
+    assert pinned.status_code == 200
+
+
+def test_the_stand_in_fixtures_were_brought_to_the_pinned_version() -> None:
+    """A fact of the fixture file, not a copy of the constant: moving the pin without bringing the
+    example objects to the new version (fixtures/README.md) fails here, and the stand-in then
+    refuses every request paystore makes."""
+    fixtures = Path(__file__).resolve().parents[1] / "paystore/devtools/standin/fixtures/stripe_objects.json"
+    assert json.loads(fixtures.read_text())["api_version"] == API_VERSION == STRIPE_API_VERSION
 
 
 def test_the_stand_in_speaks_the_pinned_version(api: Api, standin: StripeStandIn) -> None:

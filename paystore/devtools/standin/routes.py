@@ -111,6 +111,11 @@ class StandInApp:
                                          "idempotency_key": request.headers.get("Idempotency-Key")})
         if not auth.startswith("Bearer sk_"):
             return _json(401, objects.error("invalid_request_error", "Invalid API Key provided."))
+        if (version := request.headers.get("Stripe-Version")) != objects.API_VERSION:
+            # Stripe refuses a version it does not know, and answers a missing one in the account's
+            # default version; the stand-in refuses both, so a request sent without the pin fails
+            # whichever test makes it.
+            return _json(400, objects.error("invalid_request_error", f"Invalid Stripe API version: {version}"))
         return getattr(self, endpoint)(request, api_key=auth[7:], **args)
 
     def create_session(self, request: Request, api_key: str) -> Response:
