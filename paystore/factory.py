@@ -97,9 +97,13 @@ def warn_about_missing_settings(app: Flask) -> None:
     """For the serving process: say at start-up what will not work (the CLI does not need it)."""
     ext = Paystore.of(app)
     settings, slots = ext.settings, ext.checkout_slots.limit
-    log.info("Serving with %d threads, %d database connections, %d checkout slots", settings.threads,
-             ext.engine.pool.size(), slots)  # type: ignore[attr-defined]
-    if slots >= ext.engine.pool.size():  # type: ignore[attr-defined]
+    connections = ext.engine.pool.size()  # type: ignore[attr-defined]
+    log.info("Serving with %d threads, %d database connections, %d checkout slots (1 of %d processes)",
+             settings.threads, connections, slots, settings.db_processes,
+             extra={"threads": settings.threads, "db_connections": connections, "checkout_slots": slots,
+                    "db_processes": settings.db_processes,
+                    "stripe_reads_per_second": settings.stripe_reads_per_process()})
+    if slots >= connections:
         log.warning("PAYSTORE_CHECKOUT_SLOTS >= the connections: checkouts can take every one and starve webhooks")
     if not settings.api_tokens:
         log.warning("PAYSTORE_API_TOKENS is unset: every API request will be refused with 401")

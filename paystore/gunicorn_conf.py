@@ -10,8 +10,9 @@ same bound stays right for GUNICORN_WORKER_CLASS=sync and for the graceful shutd
 
 Worker model (docs/capacity.md): a checkout holds its transaction, and so a thread and one
 connection, across the Stripe create call. gthread workers, one process per core, each with
-PAYSTORE_THREADS threads; the same number sizes each process's connection pool (paystore/config.py),
-so a thread never waits for a connection.
+PAYSTORE_THREADS threads; each process's connection pool is its share of the database's
+connections (paystore/factory.py), and checkouts are admitted up to that pool less the webhooks'
+headroom, so that a checkout waiting on Stripe never takes the last connections.
 
 Importing this module must not import prometheus_client (see below), so paystore's package
 __init__ imports nothing heavy.
@@ -27,8 +28,6 @@ _stripe_s = float(os.environ.get("PAYSTORE_STRIPE_TIMEOUT_S") or 10)
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # Threads, not processes, wait on Stripe: one process per core is enough to use the CPUs.
 workers = int(os.environ.get("GUNICORN_WORKERS") or os.cpu_count() or 1)
-# The workers share the database's connections: each takes its share (paystore/factory.py).
-os.environ.setdefault("PAYSTORE_DB_PROCESSES", str(workers))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
 # The longest request: checkout of a lapsed session (two lock waits, two Stripe calls).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 2 * _lock_s + 2 * _stripe_s + 10)
@@ -66,6 +65,23 @@ logconfig_dict = logging_config()
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")
 if not accesslog:  # paystore's own request line says more; no second line per request
     logconfig_dict["loggers"]["gunicorn.access"]["level"] = "WARNING"
+
+
+# The workers share the database's connections (and the Stripe read budget): each takes its
+# share of PAYSTORE_DB_PROCESSES (paystore/factory.py). Unless ops set it, it is the worker count
+# gunicorn finally runs, known only here: `-w`, `--workers` and GUNICORN_CMD_ARGS are applied after
+# this file is read, so the `workers` above may not be it. This hook runs in the master whenever
+# that count is set (at start, on HUP, on TTIN/TTOU), before the workers it concerns are forked.
+_OURS = "PAYSTORE_DB_PROCESSES_FROM_GUNICORN"  # marks a value this hook set, not ops
+
+
+def nworkers_changed(server, new_value, old_value):  # noqa: ANN001, ANN201
+    if new_value < 1:
+        return  # workers being stopped (SIGWINCH): none will be forked with it
+    current = os.environ.get("PAYSTORE_DB_PROCESSES")
+    if current is not None and current != os.environ.get(_OURS):
+        return  # set by ops (e.g. the total of several hosts sharing one server): theirs wins
+    os.environ["PAYSTORE_DB_PROCESSES"] = os.environ[_OURS] = str(new_value)
 
 
 def on_starting(server):  # noqa: ANN001, ANN201

@@ -45,11 +45,13 @@ def gunicorn_server(
 
 @contextmanager
 def gunicorn_process(
-    env: Mapping[str, str], workers: int = 3, config: Path | None = None, log_path: Path | None = None
+    env: Mapping[str, str], workers: int | None = 3, config: Path | None = None, log_path: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """gunicorn_server, for tests that signal the master: its base URL and the master process."""
+    """gunicorn_server, for tests that signal the master: its base URL and the master process.
+    `workers=None` passes no `-w`: the count then comes from the config file or GUNICORN_CMD_ARGS."""
     port = free_port()
-    args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}", "-w", str(workers)]
+    args = [sys.executable, "-m", "gunicorn", "wsgi:app", "-b", f"127.0.0.1:{port}"]
+    args += ["-w", str(workers)] if workers is not None else []
     args += ["-c", str(config or ROOT / "gunicorn.conf.py")]
     log_file = open(log_path, "w") if log_path else None  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
