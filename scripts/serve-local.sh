@@ -29,6 +29,8 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	standin=$!
 	trap 'kill $standin 2>/dev/null || true' EXIT
 	stripe_note="the local Stripe stand-in: open checkout_url and press a button (Dashboard: http://127.0.0.1:$standin_port/dashboard)"
+	# What the CLI needs to reach the stand-in (its key is a fixed fake; a real key is never printed).
+	cli_env="STRIPE_SECRET_KEY=$STRIPE_SECRET_KEY STRIPE_API_BASE=$STRIPE_API_BASE "
 else
 	stripe_note="Stripe itself (forward webhooks: stripe listen --forward-to localhost:$port/webhooks/stripe)"
 fi
@@ -54,6 +56,12 @@ $stripe_note.
   curl -s -X POST http://127.0.0.1:$port/checkout -H 'Authorization: Bearer ${PAYSTORE_API_TOKENS%%,*}' \\
        -H 'Content-Type: application/json' -d '{"user_id": "alice", "program_id": "prog_demo"}'
   curl -s http://127.0.0.1:$port/purchases/PURCHASE_ID -H 'Authorization: Bearer ${PAYSTORE_API_TOKENS%%,*}'
+A refund started by the shop, once the purchase is paid (amount in cents; leave it out for all):
+  curl -s -X POST http://127.0.0.1:$port/purchases/PURCHASE_ID/refunds -H 'Authorization: Bearer ${PAYSTORE_API_TOKENS%%,*}' \\
+       -H 'Idempotency-Key: refund-1' -H 'Content-Type: application/json' -d '{"amount": 1000}'
+  or, from another terminal in this folder:
+  ${cli_env:-}.venv/bin/paystore refunds create PURCHASE_ID --amount 1000
+${cli_env:+The Dashboard's "Fail this refund" then fails it as a bank would, days later.}
 
 BANNER
 "$bin/gunicorn" wsgi:app
