@@ -42,13 +42,31 @@ def test_the_first_checkout_makes_the_users_customer_and_the_next_reuses_it(
     assert count(engine, "SELECT count(*) FROM customers") == 1
 
 
-@pytest.mark.parametrize("email", ["not-an-email", "a b@example.com", "a@b", 42, "x" * 250 + "@example.com"])
+@pytest.mark.parametrize("email", [
+    "not-an-email", "a b@example.com", "a@b", 42, "x" * 250 + "@example.com",
+    # What Stripe refuses as an email, which paystore could only answer "Stripe unavailable, try again":
+    "a<b>@example.com", '"x,y"@example.com', "a,b@example.com", "Ada <ada@example.com>",  # quotes, commas, brackets
+    "a..b@example.com", ".a@example.com", "a.@example.com", "a@b..cc", "a@.example.com",  # empty, leading, trailing dots
+    "a@-.com", "a@ex-.com", "a@-ex.com", "a@exa_mple.com", "a@example.c", "a@example.123",  # domain labels
+    "x" * 65 + "@example.com", "a@" + "l" * 64 + ".com",  # a name over 64, a label over 63 characters
+    "ü@example.com", "a@bücher.de",  # not ASCII (an international domain goes as punycode: xn--bcher-kva.de)
+])
 def test_a_bad_email_is_a_400_and_changes_nothing(api: Api, standin: StripeStandIn, engine: Engine, email: Any) -> None:
     answer = api.post("/checkout", {"user_id": "user_bad_email", "program_id": "prog_py101", "email": email})
 
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_body"
     assert "email" in answer.json()["error"]["message"]
     assert standin.state.api_calls == [] and count(engine, "SELECT count(*) FROM purchases") == 0
+
+
+@pytest.mark.parametrize("email", [
+    "o'brien+courses@mail.example.co.uk", "a.b-c_d@sub-domain.example.com", "ada@xn--bcher-kva.de", "A{b}~@x1.io",
+])
+def test_a_good_email_reaches_stripe_as_given(api: Api, standin: StripeStandIn, email: str) -> None:
+    answer = checkout(api, "user_good_email", email=email)
+
+    assert answer.status_code == 201, answer.text
+    assert [c["email"] for c in standin.state.customers.values()] == [email]
 
 
 def test_invoice_and_tax_id_collection_reach_stripe_when_the_shop_asks(

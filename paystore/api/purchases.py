@@ -24,9 +24,14 @@ bp.before_request(require_token)
 # No colons or whitespace: ids become parts of lock keys and URLs.
 USER_ID = re.compile(r"[A-Za-z0-9_.@+-]{1,128}")
 PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# An address Stripe accepts for a receipt: one @, a dot in the domain, no spaces or controls,
-# at most 254 characters (RFC 5321's path limit).
-EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]{2,}")
+# An address Stripe takes for a customer and a receipt, in ASCII: an RFC 5322 dot-atom name of at
+# most 64 characters (no quotes, commas, angle brackets, or leading, trailing or double dots), and a
+# domain of letter-digit-hyphen labels ending in a top-level name (punycode for an international
+# one); at most 254 characters in all (RFC 5321's path limit). Stripe may refuse an address outside
+# this with a 400 that paystore could only pass on as "Stripe unavailable": it is refused here instead.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?:[A-Za-z]{{2,63}}|xn--[A-Za-z0-9-]{{1,59}})")
 _CHECKOUT_FIELDS = {"user_id", "program_id", "email"}
 
 
@@ -50,7 +55,9 @@ def _checkout_body() -> tuple[str, str, str | None]:
     email = body.get("email")
     if email is not None and not (isinstance(email, str) and len(email) <= 254 and EMAIL.fullmatch(email)
                                   and not UNSTORABLE.search(email)):
-        raise ApiError(400, "invalid_body", "email must be an email address (name@domain.tld, at most 254 characters)")
+        raise ApiError(400, "invalid_body", "email must be an ASCII email address name@domain.tld (no quotes, commas or"
+                                            " angle brackets; no empty, leading or trailing dots; letters, digits and"
+                                            " inner hyphens in the domain), at most 254 characters")
     return body["user_id"], body["program_id"], email
 
 
