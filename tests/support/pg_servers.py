@@ -16,7 +16,15 @@ from pathlib import Path
 
 from paystore.devtools.http import free_port
 
-PG_BIN = Path(os.environ.get("PAYSTORE_PG_BIN") or "/usr/lib/postgresql/15/bin")
+
+def _newest_debian_bin() -> Path:
+    """Debian's newest installed server (bookworm ships 15, trixie 17), 15's path if none."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name)
+                   if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = Path(os.environ["PAYSTORE_PG_BIN"]) if os.environ.get("PAYSTORE_PG_BIN") else _newest_debian_bin()
 
 
 def available() -> str | None:
@@ -101,6 +109,8 @@ def replica_of(source: PgServer, root: Path, name: str = "replica") -> PgServer:
     deadline = time.monotonic() + 60
     while source.sql(f"SELECT count(*) FROM pg_stat_replication WHERE application_name = '{name}'") != "1":
         if time.monotonic() > deadline:
-            raise AssertionError(f"the replica never streamed:\n{server.log()}")
+            log = server.log()
+            server.stop("immediate")  # the caller never gets it to stop
+            raise AssertionError(f"the replica never streamed:\n{log}")
         time.sleep(0.2)
     return server
