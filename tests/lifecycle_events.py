@@ -12,6 +12,7 @@ from typing import Any
 import requests
 
 from paystore.devtools.standin import StripeStandIn, stripe_id
+from paystore.devtools.standin.objects import refund
 from tests.support.api import Api
 
 
@@ -58,10 +59,14 @@ class Purchase:
             # The envelope is in the purchase's mode even when a test alters the session's.
             event["livemode"] = self.session["livemode"]
             return event
-        if kind == "refund_partial":
-            return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount // 4))
-        if kind == "refund_full":
-            return s.event("charge.refunded", s.charge(self.payment_intent, self.amount, self.amount))
+        if kind in ("refund_partial", "refund_full"):
+            # With its refunds listed (as an endpoint of an older API version sends it): a quarter,
+            # then the rest; the refunded amount is what the refunds add up to.
+            charge = s.charge(self.payment_intent, self.amount, self.amount // 4 if kind == "refund_partial" else self.amount)
+            parts = [self.amount // 4] + ([self.amount - self.amount // 4] if kind == "refund_full" else [])
+            charge["refunds"]["data"] = [dict(refund(charge, part), id=f"re_{self.dispute_id[3:]}_{i}")
+                                         for i, part in enumerate(parts)]
+            return s.event("charge.refunded", charge)
         disputes = {"dispute_created": "needs_response", "dispute_won": "won", "dispute_lost": "lost"}
         if kind in disputes:
             event_type = "charge.dispute.created" if kind == "dispute_created" else "charge.dispute.closed"

@@ -109,3 +109,67 @@ def test_without_the_setting_a_warning_is_recorded_and_refunds_nothing(
     assert answer.json()["outcome"] == "ignored"
     assert purchase_row(engine, journey.purchase_id)["status"] == "completed"
     assert count(engine, "SELECT count(*) FROM refunds") == 0
+
+
+def refund_creates(standin: StripeStandIn) -> int:
+    return sum(1 for c in standin.state.api_calls if (c["method"], c["path"]) == ("POST", "/v1/refunds"))
+
+
+def test_a_warning_handled_once_asks_stripe_never_again(warned_shop: str, standin: StripeStandIn, engine: Engine) -> None:
+    """The refund fails (the card expired), so the purchase grants again: a redelivery of the
+    warning is a duplicate and must not ask Stripe for a second refund."""
+    standin.webhook_url = warned_shop + "/webhooks/stripe"
+    standin.faults.deliver_api_events = False
+    journey = _paid_through(standin, Api(warned_shop), "user_warned_twice")
+    warning = _warning(standin, journey)
+    assert standin.deliver(warning).json()["outcome"] == "refunded"
+    failed = standin.actions.fail_refund(journey.session["id"])
+    assert standin.deliver(failed[0]).json()["outcome"] == "completed"
+
+    assert standin.deliver(warning).json()["outcome"] == "duplicate"
+
+    assert refund_creates(standin) == 1
+    assert purchase_row(engine, journey.purchase_id)["status"] == "completed"
+
+
+def test_a_warning_of_the_other_mode_is_recorded_and_asks_stripe_nothing(
+    warned_shop: str, standin: StripeStandIn, engine: Engine
+) -> None:
+    standin.webhook_url = warned_shop + "/webhooks/stripe"
+    journey = _paid_through(standin, Api(warned_shop), "user_warned_live")
+    warning = _warning(standin, journey)
+    warning["livemode"] = True
+
+    assert standin.deliver(warning).json()["outcome"] == "wrong_mode"
+    assert refund_creates(standin) == 0
+
+
+def test_a_warning_whose_refund_stripe_refuses_is_recorded_not_failed(
+    warned_shop: str, standin: StripeStandIn, engine: Engine
+) -> None:
+    """Refunded in full at Stripe already (its events not here yet): Stripe refuses another refund."""
+    standin.webhook_url = warned_shop + "/webhooks/stripe"
+    journey = _paid_through(standin, Api(warned_shop), "user_warned_refused")
+    standin.actions.refund(journey.session["id"])  # not delivered
+
+    answer = standin.deliver(_warning(standin, journey))
+
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "ignored"), answer.text
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE outcome = 'failed'") == 0
+
+
+def test_an_appeal_won_after_the_user_bought_again_sends_the_old_purchase_to_review(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    first = Purchase.checkout(api, standin, "user_appeal")
+    assert standin.deliver(first.event("completed_paid")).json()["outcome"] == "completed"
+    assert standin.deliver(dispute_event(standin, first, "charge.dispute.closed", "lost")).json()["outcome"] == "dispute_lost"
+    again = Purchase.checkout(api, standin, "user_appeal")
+    assert standin.deliver(again.event("completed_paid")).json()["outcome"] == "completed"
+
+    answer = standin.deliver(dispute_event(standin, first, "charge.dispute.closed", "won"))
+
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "needs_review"), answer.text
+    assert purchase_row(engine, first.purchase_id)["status"] == "needs_review"
+    assert purchase_row(engine, again.purchase_id)["status"] == "completed"
+    assert access(api, "user_appeal") is True

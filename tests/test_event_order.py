@@ -76,15 +76,21 @@ class Story:
     def left_to_refund(self) -> int:
         return self.purchase.amount - sum(a for a, s in self.refunds.values() if s not in ("failed", "canceled"))
 
-    def learn(self, kind: str, event: dict[str, Any]) -> None:
-        """What paystore now knows, once it took the event (a refund's report, or a charge's list)."""
+    def learn(self, kind: str, event: dict[str, Any], *, applied: bool = True) -> None:
+        """What paystore now knows, once it took the event: a refund's report; for a charge's
+        `charge.refunded` (no list at the pinned version), every refund of the charge as Stripe has
+        it now, which paystore lists when it applies the event (not when it is a duplicate)."""
         obj = event["data"]["object"]
-        reports = obj["refunds"]["data"] if kind == "charge_refunded" else [obj] if kind == "refund_event" else []
+        if kind == "charge_refunded":
+            assert "refunds" not in obj
+            reports = [{"id": rid, "status": status} for rid, (_, status) in self.refunds.items()] if applied else []
+        else:
+            reports = [obj] if kind == "refund_event" else []
         for report in reports:
             known = self.refunds_told.get(report["id"])
             if known is None or REFUND_ORDER[report["status"]] > REFUND_ORDER[known]:
                 self.refunds_told[report["id"]] = report["status"]
-        if not reports and kind not in ("charge_refunded", "refund_event"):
+        if kind not in ("charge_refunded", "refund_event"):
             self.told.add(kind)
 
     def refunded_told(self) -> int:
@@ -199,7 +205,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             return
         assert answer.status_code == 200, (kind, answer.status_code, answer.text)
         story.acked.add(event["id"])
-        story.learn(kind, event)
+        story.learn(kind, event, applied=answer.json()["outcome"] != "duplicate")
 
     @precondition(lambda self: any(s.generated for s in self.all))
     @rule(data=st.data())

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from paystore.devtools.standin import StripeStandIn
+from paystore.devtools.standin.objects import refund
 from tests.lifecycle_events import Purchase
 from tests.lifecycle_table import BACKWARDS, MISMATCHES, STATE_TABLE
 from tests.support.api import Api
@@ -64,18 +65,20 @@ def test_partial_refunds_accumulate_then_a_full_refund_refunds(
     standin: StripeStandIn, engine: Engine, purchase: Purchase
 ) -> None:
     deliver(standin, purchase, "completed_paid")
-    charge = standin.charge(purchase.payment_intent, purchase.amount, 1000)
+    charge = standin.charge(purchase.payment_intent, purchase.amount)
+    made = [refund(charge, amount) for amount in (1000, 500, purchase.amount - 1500)]
 
-    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "partially_refunded"
+    def refunded(*refunds: dict) -> str:  # the charge with its refunds listed (an older API version's shape)
+        charge.update(amount_refunded=sum(r["amount"] for r in refunds), refunds={"data": list(refunds), "has_more": False})
+        return standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"]
+
+    assert refunded(made[0]) == "partially_refunded"
     assert purchase_row(engine, purchase.purchase_id)["refunded_amount"] == 1000
-    charge["amount_refunded"] = 1500
-    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "partially_refunded"
-    charge["amount_refunded"] = 1200  # an older snapshot arriving late
-    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "stale"
+    assert refunded(made[0], made[1]) == "partially_refunded"
+    assert refunded(made[0]) == "stale"  # an older snapshot arriving late
     row = purchase_row(engine, purchase.purchase_id)
     assert (row["status"], row["refunded_amount"]) == ("completed", 1500)
-    charge["amount_refunded"] = purchase.amount
-    assert standin.deliver(standin.event("charge.refunded", charge)).json()["outcome"] == "refunded"
+    assert refunded(*made) == "refunded"
 
 
 @pytest.mark.parametrize(("changes", "reason"), MISMATCHES)

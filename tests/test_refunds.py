@@ -131,6 +131,10 @@ def test_a_shop_refund_is_made_once_per_key_and_applied_at_once(api: Api, standi
     assert (rest.status_code, rest.json()["refund"]["amount"], rest.json()["purchase"]["status"]) == (202, 3400, "refunded")
 
 
+def refund_creates(standin: StripeStandIn) -> int:
+    return sum(1 for c in standin.state.api_calls if (c["method"], c["path"]) == ("POST", "/v1/refunds"))
+
+
 @pytest.mark.parametrize(("body", "key", "status", "code"), [
     ({"amount": 1500}, "k-other-body", 409, "idempotency_key_reused"),
     ({"amount": 99999}, "k-too-much", 400, "refund_exceeds_remaining"),
@@ -144,12 +148,12 @@ def test_a_refund_request_that_cannot_be_is_refused_and_refunds_nothing(
     journey = paid(api, standin, f"user_{code}")
     if code == "idempotency_key_reused":
         assert ask(api, journey.purchase_id, key, {"amount": 1000}).status_code == 202
-    calls = len(standin.state.api_calls)
+    calls = refund_creates(standin)
 
     answer = ask(api, journey.purchase_id, key, body)
 
     assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), answer.text
-    assert len(standin.state.api_calls) == calls  # Stripe was not asked
+    assert refund_creates(standin) == calls  # Stripe was not asked
     assert count(engine, "SELECT count(*) FROM refunds") == (1 if code == "idempotency_key_reused" else 0)
 
 
@@ -180,3 +184,94 @@ def test_the_cli_refunds_a_purchase(api: Api, standin: StripeStandIn, cli_env: d
     assert result.returncode == 0, result.stderr
     assert "900 usd succeeded" in result.stdout
     assert purchase_row(engine, journey.purchase_id)["refunded_amount"] == 900
+
+
+# ---------------------------------------------------------------- charge.refunded as the pinned version sends it
+def charge_refunded_only(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = [e for e in events if e["type"] == "charge.refunded"]
+    assert found and all("refunds" not in e["data"]["object"] for e in found)  # no list, as at the pinned version
+    return found
+
+
+@pytest.mark.parametrize("order", ["made", "reversed", "interleaved"])
+def test_part_refunds_seen_only_through_charge_refunded_end_refunded_and_never_come_back(
+    api: Api, standin: StripeStandIn, engine: Engine, order: str
+) -> None:
+    """300 then 4600, and Stripe sends only `charge.refunded` (an endpoint not subscribed to refund.*):
+    paystore lists the charge's refunds each time, so the amount is right whatever the order."""
+    journey = paid(api, standin, f"user_listed_{order}")
+    first = charge_refunded_only(standin.actions.refund(journey.session["id"], 300))
+    if order == "interleaved":  # the first event is handled before the second refund exists
+        assert deliver_all(standin, first) == ["partially_refunded"]
+    second = charge_refunded_only(standin.actions.refund(journey.session["id"], 4600))
+    events = {"made": first + second, "reversed": second + first, "interleaved": second + first}[order]
+
+    outcomes = deliver_all(standin, events)
+
+    expected = {"made": ["refunded", "stale"], "reversed": ["refunded", "stale"], "interleaved": ["refunded", "duplicate"]}
+    assert outcomes == expected[order]
+    row = purchase_row(engine, journey.purchase_id)
+    assert (row["status"], row["refunded_amount"]) == ("refunded", 4900)
+    assert [t for t, _ in notified(engine, journey.purchase_id)] == ["purchase.completed", "purchase.refunded"]
+    assert any(c["method"] == "GET" and c["path"] == "/v1/refunds" for c in standin.state.api_calls)
+
+
+def test_a_failed_refund_seen_only_through_the_list_is_not_counted(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    journey = paid(api, standin, "user_listed_failed")
+    created = charge_refunded_only(standin.actions.refund(journey.session["id"], 1000))
+    standin.actions.fail_refund(journey.session["id"])  # its refund.* events are never delivered
+
+    assert deliver_all(standin, created) == ["refund_failed"]
+
+    row = purchase_row(engine, journey.purchase_id)
+    assert (row["status"], row["refunded_amount"]) == ("completed", 0)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT amount, status FROM refunds")).one() == (1000, "failed")
+
+
+def test_stripe_unreachable_while_listing_is_a_5xx_and_records_nothing(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    journey = paid(api, standin, "user_listed_down")
+    [event] = charge_refunded_only(standin.actions.refund(journey.session["id"]))
+    standin.state.refund_list_fault = 500
+
+    answer = standin.deliver(event)
+
+    assert answer.status_code >= 500 and answer.json()["error"]["code"] == "stripe_unavailable"
+    assert count(engine, "SELECT count(*) FROM stripe_events WHERE type = 'charge.refunded'") == 0
+    assert count(engine, "SELECT count(*) FROM refunds") == 0
+    standin.state.refund_list_fault = None
+    assert deliver_all(standin, [event]) == ["refunded"]  # Stripe's retry
+
+
+# ---------------------------------------------------------------- an old purchase cannot become active beside a new one
+def test_a_refund_that_fails_after_the_user_bought_again_sends_the_old_purchase_to_review(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    first = paid(api, standin, "user_twice")
+    assert deliver_all(standin, standin.actions.refund(first.session["id"])) == ["refunded", "stale"]
+    again = paid(api, standin, "user_twice")
+
+    outcomes = deliver_all(standin, standin.actions.fail_refund(first.session["id"]))
+
+    assert outcomes == ["needs_review", "stale", "stale"]
+    old, new = purchase_row(engine, first.purchase_id), purchase_row(engine, again.purchase_id)
+    assert (old["status"], old["refunded_amount"], new["status"]) == ("needs_review", 0, "completed")
+    assert again.purchase_id in old["review_reason"]
+    assert notified(engine, first.purchase_id)[-2:] == [("purchase.refund_failed", "failed"),
+                                                        ("purchase.needs_review", "refunded")]
+    assert api.get("/users/user_twice/programs/prog_py101/access").json()["access"] is True
+
+
+# ---------------------------------------------------------------- Stripe refusing a refund
+def test_stripe_refusing_a_refund_is_a_409_that_records_nothing(api: Api, standin: StripeStandIn, engine: Engine) -> None:
+    journey = paid(api, standin, "user_refused")
+    assert deliver_all(standin, standin.actions.open_dispute(journey.session["id"])) == ["disputed"]
+
+    answer = ask(api, journey.purchase_id, "k-refused", {"amount": 1000})
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "refund_refused"), answer.text
+    message = answer.json()["error"]["message"]
+    assert "charged back" in message and "k-refused" not in message and "sk_" not in message
+    assert count(engine, "SELECT count(*) FROM refunds") == count(engine, "SELECT count(*) FROM refund_requests") == 0

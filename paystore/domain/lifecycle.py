@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from paystore.domain.outcome import Outcome
-from paystore.domain.purchase import DisputeFact, PaymentFact, Purchase, PurchaseStatus
+from paystore.domain.purchase import ACTIVE_STATUSES, DisputeFact, PaymentFact, Purchase, PurchaseStatus
 from paystore.stripe.objects import CheckoutSession
 
 log = logging.getLogger(__name__)
@@ -46,11 +46,26 @@ def derive_status(purchase: Purchase) -> PurchaseStatus:
     return PurchaseStatus.COMPLETED
 
 
+def charged(purchase: Purchase) -> tuple[int, str]:
+    """What the buyer paid, in the currency of the charge and of its refunds: after a promotion
+    code and with the tax; with Adaptive Pricing, in the buyer's own (presentment) currency, since
+    Stripe charges and refunds the buyer in the currency they paid in, while `amount_total` is in
+    the integration's currency."""
+    if purchase.presentment_currency and purchase.presentment_amount is not None:
+        return purchase.presentment_amount, purchase.presentment_currency
+    total = purchase.amount_total if purchase.amount_total is not None else purchase.amount
+    return total, purchase.currency
+
+
 def refunded_in_full(purchase: Purchase) -> bool:
-    """Everything the buyer paid is on its way back (what was charged: after a promotion code,
-    with the tax; a free course is never refunded)."""
-    charged = purchase.amount_total if purchase.amount_total is not None else purchase.amount
-    return charged > 0 and purchase.refunded_amount >= charged
+    """Everything the buyer paid is on its way back (a free course is never refunded)."""
+    amount, _ = charged(purchase)
+    return amount > 0 and purchase.refunded_amount >= amount
+
+
+# Says why a purchase that was no longer active must not become active again (another purchase of
+# the same user and program is active now), or None; the caller holds what makes the answer hold.
+Clash = Callable[[Purchase], str | None]
 
 
 @dataclass(frozen=True)
@@ -66,11 +81,22 @@ class _Facts:
         return cls(p.payment, p.refunded_amount, p.dispute, p.review_reason, p.stripe_payment_intent_id)
 
 
-def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str) -> Outcome:
-    """Let `learn` add facts, re-derive the status, and name the outcome of the event."""
+def apply(purchase: Purchase, learn: Callable[[Purchase], None], *, cause: str, clash: Clash | None = None) -> Outcome:
+    """Let `learn` add facts, re-derive the status, and name the outcome of the event.
+
+    A refund that fails (`refunded`) or an appeal that wins (`dispute_lost`) would make an old
+    purchase active again; if the user has bought the program again meanwhile, `clash` says so and
+    the old purchase goes to review instead: two active purchases of one program cannot both
+    stand (and the database refuses them), and only an operator can say which payment to refund.
+    """
     before, status_before = _Facts.of(purchase), purchase.status
     learn(purchase)
     purchase.status = derive_status(purchase)
+    if clash is not None and status_before not in ACTIVE_STATUSES and purchase.status in ACTIVE_STATUSES:
+        reason = clash(purchase)
+        if reason is not None:
+            purchase.review_reason = reason
+            purchase.status = derive_status(purchase)
     if purchase.payment == PaymentFact.PAID and not purchase.review_reason and purchase.completed_at is None:
         purchase.completed_at = datetime.now(UTC)
     if purchase.status == PurchaseStatus.NEEDS_REVIEW and status_before != PurchaseStatus.NEEDS_REVIEW:

@@ -7,11 +7,17 @@ still end `failed` (a card that expired or was cancelled: the money goes back to
 balance, not to the buyer) or `canceled`. Merging by that order makes the same reports, in any
 order and repeated, end in the same facts.
 
-A purchase's refunded amount is what its refunds add up to while they count: `pending` and
-`requires_action` count as well as `succeeded`, because the shop has decided to give the money
-back and the buyer should not keep using the course meanwhile; `failed` and `canceled` do not,
-because the buyer got nothing back. When no refund is known one by one (an older endpoint's
-`charge.refunded` without its list), the charge's own `amount_refunded` stands in.
+A purchase's refunded amount is what its refunds add up to while they count, and nothing else:
+`pending` and `requires_action` count as well as `succeeded`, because the shop has decided to give
+the money back and the buyer should not keep using the course meanwhile; `failed` and `canceled`
+do not, because the buyer got nothing back. The charge's own `amount_refunded` is never used: it
+cannot say which refunds it adds up, so it could not tell a refund that later failed from one
+that did not. Every refund is therefore known one by one: a `charge.refunded` that does not carry
+the charge's complete list (none at all since API version 2022-11-15) makes paystore list the
+charge's refunds first (services.stripe_events.webhooks).
+
+Refunds are in the currency of the charge (lifecycle.charged); a refund reported in another
+currency cannot be added up with the others and sends the purchase to review.
 """
 
 from __future__ import annotations
@@ -66,18 +72,28 @@ def merged(known: Refund | None, seen: Refund) -> Refund:
                    reason=known.reason or seen.reason)
 
 
-def refunded_amount(refunds: list[Refund], reported_by_charge: int) -> int:
-    """The purchase's refunded amount: its counting refunds, else what the charge reported."""
-    if refunds:
-        return sum(refund.amount for refund in refunds if refund.counts)
-    return reported_by_charge
+def refunded_amount(refunds: list[Refund]) -> int:
+    """The purchase's refunded amount: what its counting refunds add up to."""
+    return sum(refund.amount for refund in refunds if refund.counts)
+
+
+def currency_problem(purchase: Purchase, refund_id: str, currency: str | None) -> str | None:
+    """Why a refund in `currency` cannot count towards the purchase (None: it can)."""
+    _, charged_in = lifecycle.charged(purchase)
+    if currency is None or currency.lower() == charged_in.lower():
+        return None
+    return f"refund {refund_id} is in {currency}, the charge in {charged_in}"
 
 
 def apply_refunds(
-    purchase: Purchase, known: dict[str, Refund], seen: list[Refund], reported_by_charge: int | None, *, cause: str
+    purchase: Purchase, known: dict[str, Refund], seen: list[Refund], reported_by_charge: int | None, *, cause: str,
+    foreign: tuple[str, ...] = (), clash: lifecycle.Clash | None = None,
 ) -> tuple[Outcome, list[Refund]]:
     """Merge Stripe's reports of refunds into `known` (the purchase's refunds, changed in place)
-    and re-derive the purchase; the outcome, and the refunds whose facts changed (to be written)."""
+    and re-derive the purchase; the outcome, and the refunds whose facts changed (to be written).
+
+    `foreign`: why some reported refunds could not be added up (their currency): the purchase goes
+    to review. `reported_by_charge` is only kept (the largest seen), for operators to compare."""
     changed = []
     for report in seen:
         before = known.get(report.id)
@@ -89,9 +105,11 @@ def apply_refunds(
     def learn(p: Purchase) -> None:
         if reported_by_charge is not None:
             p.reported_refunded_amount = max(p.reported_refunded_amount, reported_by_charge)
-        p.refunded_amount = refunded_amount(list(known.values()), p.reported_refunded_amount)
+        p.refunded_amount = refunded_amount(list(known.values()))
+        if foreign and not p.review_reason:
+            p.review_reason = "; ".join(foreign)
 
-    outcome = lifecycle.apply(purchase, learn, cause=cause)
+    outcome = lifecycle.apply(purchase, learn, cause=cause, clash=clash)
     if outcome == Outcome.STALE and changed:
         outcome = Outcome.REFUND_FAILED if any(not r.counts for r in changed) else Outcome.RECORDED
     return outcome, changed

@@ -27,6 +27,7 @@ _TAKE_OVER_SQL = (
     "UPDATE stripe_events SET attempts = attempts + 1, lock_key = %(k)s, lock_wait_ms = %(w)s, error = NULL"
     " WHERE id = %(id)s"
 )
+_HANDLED_SQL = "SELECT 1 FROM stripe_events WHERE stripe_event_id = %(e)s AND outcome IS DISTINCT FROM 'failed'"
 _OUTCOME_SQL = "UPDATE stripe_events SET outcome = %(o)s, purchase_id = %(p)s, processed_at = clock_timestamp() WHERE id = %(id)s"
 
 
@@ -46,6 +47,11 @@ def record_arrival(db: Session, event: Event, lock_key: str | None, wait_ms: flo
         return None
     sql.execute(db, _TAKE_OVER_SQL, {"id": earlier_id, "k": lock_key, "w": wait_ms})
     return earlier_id
+
+
+def handled(db: Session, stripe_event_id: str) -> bool:
+    """The event was handled already: a redelivery would be a duplicate (a `failed` one is not)."""
+    return sql.scalar(db, _HANDLED_SQL, {"e": stripe_event_id}) is not None
 
 
 def record_outcome(db: Session, record_id: int, outcome: Outcome, purchase_id: uuid.UUID | None) -> None:

@@ -38,6 +38,7 @@ class LockKind(StrEnum):
     LEGACY = "legacy"  # a session created before paystore put purchase_id into metadata
     CREATE = "create"  # the creation of a purchase for a user and program
     CUSTOMER = "customer"  # the creation of a user's Stripe Customer
+    REFUND = "refund"  # the refunds paystore asks Stripe for, of one purchase
     OTHER = "other"
 
 
@@ -46,6 +47,7 @@ PREFIXES = {
     LockKind.LEGACY: "webhook:session:",
     LockKind.CREATE: "purchase:create:",
     LockKind.CUSTOMER: "customer:create:",
+    LockKind.REFUND: "purchase:refund:",
 }
 MIGRATION_KEY = "paystore:migrate"
 
@@ -91,6 +93,15 @@ def purchase_create_lock_key(user_id: str, program_id: str) -> str:
 
 def customer_create_lock_key(user_id: str) -> str:
     return f"{PREFIXES[LockKind.CUSTOMER]}{user_id}"
+
+
+def refund_lock_key(purchase_id: uuid.UUID | str) -> str:
+    """Held by a refund paystore asks Stripe for (the shop's, or on an early fraud warning), from
+    the check of what is left to refund, across Stripe's answer, to the commit of the refund. Two
+    requests with different Idempotency-Keys would otherwise both see the same amount left and
+    together ask Stripe for more, and a warning delivered twice at once would ask twice. A lock of
+    its own, not the purchase's: webhooks of the purchase must not wait while Stripe answers."""
+    return f"{PREFIXES[LockKind.REFUND]}{str(purchase_id).lower()}"
 
 
 def lock_kind(key: str) -> LockKind:

@@ -61,7 +61,13 @@ _ID_BY_CHARGE = "SELECT id FROM purchases WHERE stripe_charge_id = %(c)s"
 _INSERT = (f"INSERT INTO purchases ({', '.join(_INSERTED)}) VALUES ({', '.join(f'%({n})s' for n in _INSERTED)})"
            " RETURNING updated_at")
 _UPDATE = "UPDATE purchases SET {}, updated_at = now() WHERE id = %(id)s RETURNING updated_at".format
-_WITH_NOTIFICATION = "WITH written AS ({}), told AS ({}) SELECT updated_at FROM written".format
+
+
+def with_notification(statement: str, returned: str) -> str:
+    """`statement` (which RETURNs `returned`) and the shop's notification in one statement: the
+    notification is inserted only if the statement wrote its row (the transactional outbox). Its
+    parameters come from paystore.store.notifications."""
+    return f"WITH written AS ({statement}), told AS ({notifications.INSERT_FOR_WRITTEN}) SELECT {returned} FROM written"
 
 
 class PurchaseGone(LookupError):
@@ -126,7 +132,7 @@ def write(db: Session, tracked: Tracked) -> None:
         previous = str(written[_STATUS])
         status_changed = "status" in params
     if status_changed:
-        statement = _WITH_NOTIFICATION(statement, notifications.INSERT_FOR_WRITTEN)
+        statement = with_notification(statement, "updated_at")
         params.update(notifications.parameters(purchase, previous))
     updated_at = sql.scalar(db, statement, params)
     if updated_at is None:

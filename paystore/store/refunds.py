@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from paystore.domain.purchase import Purchase
 from paystore.domain.refund import Refund, RefundStatus
 from paystore.store import notifications, sql
+from paystore.store.purchases import with_notification
 
 _FOR_PURCHASE = "SELECT id, purchase_id, amount, status, failure_reason, reason FROM refunds WHERE purchase_id = %(p)s"
 _UPSERT = (
@@ -18,7 +19,6 @@ _UPSERT = (
     " ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, failure_reason = EXCLUDED.failure_reason,"
     " reason = EXCLUDED.reason, updated_at = now() RETURNING id"
 )
-_WITH_NOTIFICATION = "WITH written AS ({}), told AS ({}) SELECT id FROM written".format
 _REQUEST = "SELECT fingerprint, stripe_refund_id FROM refund_requests WHERE purchase_id = %(p)s AND idempotency_key = %(k)s"
 _ADD_REQUEST = (
     "INSERT INTO refund_requests (purchase_id, idempotency_key, fingerprint, stripe_refund_id)"
@@ -41,7 +41,7 @@ def write(db: Session, purchase: Purchase, changed: list[Refund], before: dict[s
         earlier = before.get(refund.id)
         statement = _UPSERT
         if not refund.counts and (earlier is None or earlier.counts):
-            statement = _WITH_NOTIFICATION(_UPSERT, notifications.INSERT_FOR_WRITTEN)
+            statement = with_notification(_UPSERT, "id")
             params.update(notifications.refund_failed_parameters(purchase, refund))
         sql.execute(db, statement, params)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import stripe
 from stripe import (
     APIConnectionError,
     IdempotencyError,
+    InvalidRequestError,
     RateLimitError,
     SignatureVerificationError,
     StripeError,
@@ -34,13 +36,30 @@ from paystore.stripe.errors import (
     StripeUnavailable,
     WebhookNotConfigured,
 )
-from paystore.stripe.objects import CheckoutSession, Event, EventPage, RefundReport
+from paystore.stripe.objects import CheckoutSession, Event, EventPage, RefundPage, RefundReport
 from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_TOLERANCE_S = 300
 T = TypeVar("T")
+# Stripe's messages may quote a key (an API key's prefix, an idempotency key): never passed on.
+_KEYS = re.compile(r"\b(?:sk|rk|pk)_(?:test|live)_\w*|\b(?:refund|checkout|customer|early_fraud_warning):\S+")
+
+
+class StripeRefused(StripeUnavailable):
+    """Stripe answered that this request cannot be done (HTTP 400/404, `invalid_request_error`):
+    trying again as it is will not help. `code` is Stripe's (e.g. `charge_already_refunded`),
+    `message` its words, with any key taken out."""
+
+    def __init__(self, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _refusal(exc: InvalidRequestError) -> StripeRefused:
+    said = str(exc.user_message or "Stripe refused the request")
+    return StripeRefused(exc.code, _KEYS.sub("[key]", said)[:500])
 
 
 def _payment_intent_status(obj: dict[str, Any]) -> str:
@@ -119,6 +138,18 @@ class StripeGateway:
         call = calls.create_refund(payment_intent_id, amount, reason, metadata, idempotency_key)
         return self._send(call, RefundReport.from_dict)
 
+    def list_refunds(self, charge_id: str) -> tuple[RefundReport, ...]:
+        """Every refund of the charge, whatever its status, following Stripe's pages (a read; no
+        budget wait: it answers an event Stripe retries anyway)."""
+        found: list[RefundReport] = []
+        after = None
+        while True:
+            page = self._send(calls.list_refunds(charge_id, starting_after=after), RefundPage.from_dict)
+            found += page.refunds
+            if not page.has_more or not page.refunds:
+                return tuple(found)
+            after = page.refunds[-1].id
+
     def list_events(self, types: tuple[str, ...], created_gte: int, *, undelivered_only: bool,
                     starting_after: str | None = None) -> EventPage:
         """One page of Stripe's events (newest first), as stored payloads."""
@@ -146,6 +177,10 @@ class StripeGateway:
             metrics.stripe_errors.labels(name, "connection").inc()
             log.error("Stripe %s failed: no answer (%s)", name, type(exc).__name__)
             raise StripeUnavailable("Stripe could not be reached or did not answer in time") from None
+        except InvalidRequestError as exc:
+            metrics.stripe_errors.labels(name, "refused").inc()
+            log.warning("Stripe %s refused: HTTP %s, code %s, request %s", name, exc.http_status, exc.code, exc.request_id)
+            raise _refusal(exc) from None
         except StripeError as exc:
             server_side = exc.http_status is not None and exc.http_status >= 500
             metrics.stripe_errors.labels(name, "server" if server_side else "refused").inc()

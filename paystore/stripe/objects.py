@@ -85,6 +85,7 @@ class RefundReport:
     status: str
     failure_reason: str | None
     reason: str | None
+    currency: str | None = None  # the charge's: the buyer's own currency with Adaptive Pricing
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> RefundReport:
@@ -99,7 +100,22 @@ class RefundReport:
             status=read.field(obj, "status", str),
             failure_reason=read.field(obj, "failure_reason", str, optional=True),
             reason=read.field(obj, "reason", str, optional=True),
+            currency=read.currency(obj, optional=True),
         )
+
+
+@dataclass(frozen=True)
+class RefundPage:
+    """One page of `GET /v1/refunds?charge=...`: the charge's refunds, newest first."""
+
+    refunds: tuple[RefundReport, ...]
+    has_more: bool
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> RefundPage:
+        data = read.field(obj, "data", list)
+        items = (read.nested({"object": "list", "item": item}, "item") for item in data)
+        return cls(tuple(RefundReport.from_dict(item) for item in items), obj.get("has_more") is True)
 
 
 @dataclass(frozen=True)
@@ -110,14 +126,18 @@ class Charge:
     amount_refunded: int
     currency: str
     livemode: bool
-    # The charge's refunds, when the event carries them (`refunds.data`); not included by default
-    # since 2022-11-15, so possibly empty although refunds exist.
+    # The charge's refunds, when the event carries them (`refunds.data`): not included unless
+    # expanded since 2022-11-15 (the pinned version sends none), and a page of 10 before that.
     refunds: tuple[RefundReport, ...] = ()
+    # `refunds` is every refund of the charge: the list is there and has no more pages.
+    refunds_complete: bool = False
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> Charge:
         listed = read.nested(obj, "refunds")
-        data = read.field(listed, "data", list, optional=True) or []
+        data = read.field(listed, "data", list, optional=True)
+        complete = data is not None and listed.get("has_more") is False
+        data = data or []
         return cls(
             id=read.stripe_id(obj, "id"),
             payment_intent_id=read.expandable_id(obj, "payment_intent"),
@@ -127,6 +147,7 @@ class Charge:
             livemode=read.livemode(obj),
             refunds=tuple(RefundReport.from_dict(read.nested({"object": "charge.refunds", "item": item}, "item"))
                           for item in data),
+            refunds_complete=complete,
         )
 
 

@@ -50,11 +50,18 @@ def learn(kind: str, purchase: Purchase, **session_changes: Any) -> Callable[[Pu
     return dispute.learn_from_dispute(Dispute.from_dict(objects.dispute(INTENT, DISPUTES[kind], "dp_test_unit", AMOUNT)))
 
 
+_KNOWN: dict[Any, dict[str, refund.Refund]] = {}  # each purchase's refunds, as the store would keep them
+
+
 def apply(purchase: Purchase, kind: str, **session_changes: Any) -> Outcome:
-    if kind in ("refund_partial", "refund_full"):  # charge.refunded without its list: the charge's total
-        refunded = AMOUNT // 4 if kind == "refund_partial" else AMOUNT
-        charge = Charge.from_dict(objects.charge(INTENT, AMOUNT, refunded))
-        return refund.apply_refunds(purchase, {}, [], charge.amount_refunded, cause=f"unit {kind}")[0]
+    if kind in ("refund_partial", "refund_full"):  # charge.refunded with its refunds: a quarter, then the rest
+        parts = [AMOUNT // 4] + ([AMOUNT - AMOUNT // 4] if kind == "refund_full" else [])
+        charge = objects.charge(INTENT, AMOUNT, sum(parts))
+        charge["refunds"]["data"] = [dict(objects.refund(charge, part), id=f"re_test_unit_{i}") for i, part in enumerate(parts)]
+        parsed = Charge.from_dict(charge)
+        seen = [refund.Refund(r.id, purchase.id, r.amount, refund.RefundStatus(r.status)) for r in parsed.refunds]
+        known = _KNOWN.setdefault(purchase.id, {})
+        return refund.apply_refunds(purchase, known, seen, parsed.amount_refunded, cause=f"unit {kind}")[0]
     return lifecycle.apply(purchase, learn(kind, purchase, **session_changes), cause=f"unit {kind}")
 
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from paystore.domain import lifecycle
+from paystore.domain import refund as refund_rules
 from paystore.domain.outcome import Outcome
 from paystore.domain.purchase import PaymentFact, Purchase, PurchaseStatus
 from paystore.domain.refund import Refund, RefundStatus, apply_refunds
@@ -65,14 +66,78 @@ def test_a_discounted_purchase_is_refunded_in_full_at_what_was_charged() -> None
     assert purchase.status == PurchaseStatus.REFUNDED
 
 
-def test_without_a_refund_known_one_by_one_the_charges_total_stands_in() -> None:
+def test_the_charges_own_total_never_counts_only_refunds_do() -> None:
+    """`amount_refunded` cannot say which refunds it adds up: only refunds known one by one count."""
     purchase, known = paid(), {}
-    assert apply_refunds(purchase, known, [], 4900, cause="unit")[0] == Outcome.REFUNDED
-    # the same charge, reported again with a smaller (older) total: the largest seen stays
-    assert apply_refunds(purchase, known, [], 1000, cause="unit")[0] == Outcome.STALE
-    # once refunds are known one by one, they decide
-    apply_refunds(purchase, known, [report("re_1", 4900, S.FAILED)], None, cause="unit")
-    assert (purchase.status, purchase.refunded_amount) == (PurchaseStatus.COMPLETED, 0)
+    assert apply_refunds(purchase, known, [], 4900, cause="unit")[0] == Outcome.STALE  # only kept, for operators
+    assert (purchase.status, purchase.refunded_amount, purchase.reported_refunded_amount) == (
+        PurchaseStatus.COMPLETED, 0, 4900)
+
+
+def test_two_part_refunds_in_either_order_end_refunded_and_never_go_back() -> None:
+    for order in (["re_1", "re_2"], ["re_2", "re_1"]):
+        purchase, known = paid(), {}
+        parts = {"re_1": 300, "re_2": 4600}
+        statuses = [apply_refunds(purchase, known, [report(rid, parts[rid], S.SUCCEEDED)], None, cause="unit")[0]
+                    for rid in order]
+        # the complete list arriving again (charge.refunded, listed) adds nothing
+        statuses.append(apply_refunds(purchase, known, [report(r, a, S.SUCCEEDED) for r, a in parts.items()], 4900,
+                                      cause="unit")[0])
+        assert statuses == [Outcome.PARTIALLY_REFUNDED, Outcome.REFUNDED, Outcome.STALE]
+        assert (purchase.status, purchase.refunded_amount) == (PurchaseStatus.REFUNDED, 4900)
+
+
+def test_a_refund_that_fails_beside_a_newer_active_purchase_sends_the_old_one_to_review() -> None:
+    purchase, known = paid(), {}
+    apply_refunds(purchase, known, [report("re_1", 4900, S.SUCCEEDED)], None, cause="unit")
+    asked = []
+
+    def clash(p: Purchase) -> str:
+        asked.append(p.status)
+        return "would be completed again while purchase X is completed"
+
+    outcome, changed = apply_refunds(purchase, known, [report("re_1", 4900, S.FAILED)], None, cause="unit", clash=clash)
+
+    assert (outcome, purchase.status, purchase.refunded_amount) == (Outcome.NEEDS_REVIEW, PurchaseStatus.NEEDS_REVIEW, 0)
+    assert asked == [PurchaseStatus.COMPLETED] and [r.status for r in changed] == [S.FAILED]
+    assert "purchase X" in (purchase.review_reason or "")
+
+
+def test_no_clash_no_review_and_a_partial_refund_never_asks() -> None:
+    purchase, known = paid(), {}
+    never = []
+    apply_refunds(purchase, known, [report("re_1", 1000, S.SUCCEEDED)], None, cause="unit", clash=never.append)
+    assert never == []  # completed stays completed: nothing becomes active again
+    apply_refunds(purchase, known, [report("re_2", 3900, S.SUCCEEDED)], None, cause="unit")
+    outcome, _ = apply_refunds(purchase, known, [report("re_2", 3900, S.FAILED)], None, cause="unit",
+                               clash=lambda p: None)
+    assert (outcome, purchase.status) == (Outcome.COMPLETED, PurchaseStatus.COMPLETED)
+
+
+def adaptive(presentment_amount: int = 4312, presentment_currency: str = "chf") -> Purchase:
+    purchase = paid()
+    purchase.presentment_amount, purchase.presentment_currency = presentment_amount, presentment_currency
+    return purchase
+
+
+def test_adaptive_pricing_refunded_in_full_in_the_buyers_currency_is_refunded() -> None:
+    purchase = adaptive()
+    apply_refunds(purchase, {}, [report("re_1", 4312, S.SUCCEEDED)], None, cause="unit")
+    assert (purchase.status, lifecycle.charged(purchase)) == (PurchaseStatus.REFUNDED, (4312, "chf"))
+
+
+def test_adaptive_pricing_partial_refund_in_a_weaker_currency_is_not_in_full() -> None:
+    purchase = adaptive(735000, "jpy")  # 4900 usd
+    apply_refunds(purchase, {}, [report("re_1", 5000, S.SUCCEEDED)], None, cause="unit")
+    assert (purchase.status, purchase.refunded_amount) == (PurchaseStatus.COMPLETED, 5000)
+
+
+def test_a_refund_in_another_currency_than_the_charge_goes_to_review() -> None:
+    purchase = adaptive()
+    problem = refund_rules.currency_problem(purchase, "re_1", "usd")
+    apply_refunds(purchase, {}, [], None, cause="unit", foreign=(problem,))
+    assert purchase.status == PurchaseStatus.NEEDS_REVIEW and "re_1 is in usd, the charge in chf" in problem
+    assert refund_rules.currency_problem(paid(), "re_1", "usd") is None
 
 
 HISTORIES = {  # what Stripe reports of one refund over its life, in order

@@ -21,6 +21,7 @@ from stripe.params import (
     EventListParams,
     PaymentIntentRetrieveParams,
     RefundCreateParams,
+    RefundListParams,
 )
 from stripe.params.checkout import SessionCreateParams, SessionRetrieveParams
 
@@ -36,6 +37,7 @@ DEFINITIONS = {
     "checkout.sessions.retrieve": SessionRetrieveParams,
     "payment_intents.retrieve": PaymentIntentRetrieveParams,
     "customers.create": CustomerCreateParams,
+    "refunds.list": RefundListParams,
     "refunds.create": RefundCreateParams,
     "events.list": EventListParams,
 }
@@ -61,6 +63,7 @@ def every_call() -> list[Call]:
             calls.retrieve_checkout_session("cs_test_1"), calls.retrieve_payment_intent("pi_test_1"),
             calls.create_customer("user_1", "buyer@example.com", livemode=False),
             calls.create_customer("user_1", None, livemode=True),
+            calls.list_refunds("ch_test_1"), calls.list_refunds("ch_test_1", starting_after="re_test_1"),
             *refund_variants(), *events_list_variants()]
 
 

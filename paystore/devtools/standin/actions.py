@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from paystore.devtools.standin import objects, pricing
-from paystore.devtools.standin.state import StandInState
+from paystore.devtools.standin.state import RefundRefused, StandInState
 
 
 class ActionRefused(Exception):
@@ -107,15 +107,17 @@ class PaymentActions:
     def refund_payment(self, intent: str, amount: int | None = None, reason: str | None = None,
                        metadata: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A refund of the payment and Stripe's events for it: `refund.created` (every refund since
-        2024-10-28.acacia) and `charge.refunded`, whose charge lists its refunds."""
-        with self.state.lock:
-            charge = copy.deepcopy(self.state.charges.get(intent))
-        self._require(intent, charge is not None, "the payment has no charge to refund")
-        left = charge["amount"] - charge["amount_refunded"]
-        amount = left if amount is None else amount
-        self._require(intent, 0 < amount <= left, f"a refund must be between 1 and {left} (what is left)")
-        refund = objects.refund(charge, amount, reason=reason, metadata=metadata)
-        charge = self.state.add_refund(intent, refund)
+        2024-10-28.acacia) and `charge.refunded`, rendered as at the pinned version: the charge
+        without its refunds (not included unless expanded since 2022-11-15), which paystore lists
+        at `GET /v1/refunds?charge=`."""
+        if self.state.before_refund is not None:
+            self.state.before_refund(intent, amount)
+        try:
+            refund, charge = self.state.add_refund(
+                intent, amount, lambda charge, amount: objects.refund(charge, amount, reason=reason, metadata=metadata))
+        except RefundRefused as exc:
+            raise ActionRefused(str(exc)) from None
+        charge.pop("refunds", None)
         return refund, [objects.event("refund.created", refund), objects.event("charge.refunded", charge)]
 
     def fail_refund(self, session_id: str, refund_id: str | None = None) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ URLS = Map([
     Rule("/v1/payment_intents/<intent_id>", methods=["GET"], endpoint="retrieve_payment_intent"),
     Rule("/v1/customers", methods=["POST"], endpoint="create_customer"),
     Rule("/v1/refunds", methods=["POST"], endpoint="create_refund"),
+    Rule("/v1/refunds", methods=["GET"], endpoint="list_refunds"),
     Rule("/v1/events", methods=["GET"], endpoint="list_events"),
     Rule("/pay/<session_id>", methods=["GET", "POST"], endpoint="checkout_page"),
     Rule("/dashboard", methods=["GET"], endpoint="dashboard_index", strict_slashes=False),
@@ -40,7 +41,7 @@ URLS = Map([
 
 
 API_ENDPOINTS = {"create_session", "retrieve_session", "expire_session", "retrieve_payment_intent", "create_customer",
-                 "create_refund", "list_events"}
+                 "create_refund", "list_events", "list_refunds"}
 
 
 def decode_form(body: str) -> dict[str, Any]:
@@ -136,6 +137,18 @@ class StandInApp:
     def create_refund(self, request: Request, api_key: str) -> Response:
         params = decode_form(request.get_data(as_text=True))
         return _json(*self.standin.create_refund(params, request.headers.get("Idempotency-Key")))
+
+    def list_refunds(self, request: Request, api_key: str) -> Response:
+        """`GET /v1/refunds?charge=`: the charge's refunds, newest first, a page at a time."""
+        if status := self.state.refund_list_fault:
+            return _json(status, objects.error("api_error", "Stand-in failure injected by the test."))
+        query = decode_form(request.query_string.decode())
+        found = self.state.refunds_of(query.get("charge") or "")
+        if after := query.get("starting_after"):
+            ids = [r["id"] for r in found]
+            found = found[ids.index(after) + 1:] if after in ids else []
+        limit = int(query.get("limit", 10))
+        return _json(200, {"object": "list", "url": "/v1/refunds", "data": found[:limit], "has_more": len(found) > limit})
 
     def list_events(self, request: Request, api_key: str) -> Response:
         query = decode_form(request.query_string.decode())

@@ -15,6 +15,10 @@ from typing import Any
 from paystore.devtools.standin import objects, pricing
 
 
+class RefundRefused(Exception):
+    """Stripe would refuse this refund (HTTP 400): the message says why."""
+
+
 @dataclass
 class Faults:
     """How the stand-in misbehaves, as a test sets it."""
@@ -68,6 +72,10 @@ class StandInState:
         # (answered 2xx) at least once: what `GET /v1/events` lists.
         self.events: dict[str, dict[str, Any]] = {}
         self.delivered: dict[str, bool] = {}
+        # Runs when a refund is about to be made, with its payment intent and amount, outside the
+        # lock (a test holds one refund "at Stripe" until a second request is seen waiting).
+        self.before_refund: Callable[[str, int | None], None] | None = None
+        self.refund_list_fault: int | None = None  # an HTTP status `GET /v1/refunds` answers with
 
     def add_session(self, session: dict[str, Any], params: dict[str, Any]) -> None:
         item = (params.get("line_items") or [{}])[0]
@@ -122,13 +130,31 @@ class StandInState:
                                            "tax_exempt": "none", "tax_ids": [], "business_name": None,
                                            "individual_name": None}
 
-    def add_refund(self, intent: str, refund: dict[str, Any]) -> dict[str, Any]:
-        """Store a refund on the intent's charge; the charge as it now is."""
+    def add_refund(self, intent: str, amount: int | None,
+                   make: Callable[[dict[str, Any], int], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Refund `amount` of the intent's charge (None: all that is left) as Stripe does, the check
+        and the refund in one step, so that two requests at once cannot refund more than the
+        charge: (the refund, the charge as it now is). Raises RefundRefused as Stripe would."""
         with self.lock:
-            charge = self.charges[intent]
+            charge = self.charges.get(intent)
+            if charge is None:
+                raise RefundRefused(f"{intent}: the payment has no charge to refund")
+            if charge.get("disputed"):
+                raise RefundRefused(f"Charge {charge['id']} has been charged back; you cannot issue a refund")
+            left = charge["amount"] - charge["amount_refunded"]
+            amount = left if amount is None else amount
+            if not 0 < amount <= left:
+                raise RefundRefused(f"{intent}: a refund must be between 1 and {left} (what is left)")
+            refund = make(charge, amount)
             charge["refunds"]["data"].insert(0, copy.deepcopy(refund))
             self._total_refunds(charge)
-            return copy.deepcopy(charge)
+            return refund, copy.deepcopy(charge)
+
+    def refunds_of(self, charge_id: str) -> list[dict[str, Any]]:
+        """The charge's refunds, newest first, as `GET /v1/refunds?charge=` lists them."""
+        with self.lock:
+            charge = next((c for c in self.charges.values() if c["id"] == charge_id), None)
+            return copy.deepcopy(charge["refunds"]["data"]) if charge else []
 
     def fail_refund(self, intent: str, refund_id: str, failure_reason: str) -> dict[str, Any]:
         """The refund failed: it stops counting in the charge's total; the refund as it now is."""
@@ -147,8 +173,12 @@ class StandInState:
 
     @staticmethod
     def _paid_charge(session: dict[str, Any]) -> dict[str, Any]:
-        """The charge of a paid session: what it totals, in its currency and mode."""
-        charge = objects.charge(session["payment_intent"], session["amount_total"] or 0, 0, session["currency"] or "usd")
+        """The charge of a paid session: what it totals, in its currency and mode. With Adaptive
+        Pricing the buyer pays, and is refunded, in their own currency."""
+        presented = session.get("presentment_details") or {}
+        amount, currency = (presented["presentment_amount"], presented["presentment_currency"]) if presented else (
+            session["amount_total"] or 0, session["currency"] or "usd")
+        charge = objects.charge(session["payment_intent"], amount, 0, currency)
         charge.update(created=int(time.time()), captured=True, paid=True, status="succeeded", livemode=session["livemode"])
         return charge
 

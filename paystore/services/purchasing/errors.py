@@ -68,3 +68,8 @@ class RefundTooLarge(Refusal):
 
 class IdempotencyKeyReused(Refusal):
     """This Idempotency-Key was used for another refund request of the purchase."""
+
+
+class RefundRefused(Refusal):
+    """Stripe refused the refund (the charge is disputed, refunded already, or less is left than
+    asked): trying again will not help; nothing was refunded or recorded."""

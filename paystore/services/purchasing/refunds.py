@@ -1,12 +1,18 @@
 """Refunds the shop starts (POST /purchases/<id>/refunds, `paystore refunds create`).
 
-Stripe is asked first, outside any transaction (no lock is held while it answers), with an
-idempotency key made of the purchase and the shop's `Idempotency-Key`: a repeat makes no second
-refund at Stripe. The answer is then applied at once under the purchase's lock, as a webhook
-would apply it: refunds are facts that only move forward, so applying Stripe's answer before its
-`refund.created` arrives cannot disagree with the event (which is then `stale`), and the shop
-sees the purchase as Stripe already has it. The request is recorded in that transaction; a repeat
-with the same key answers the same refund without asking Stripe again.
+One request of a purchase at a time: the purchase's refund lock (locks.refund_lock_key) is
+held from the check of what is left to refund, across Stripe's answer, to the commit of the
+refund, so that two requests with different Idempotency-Keys cannot together ask Stripe for more
+than is left. The purchase's own lock is taken only to apply the answer: webhooks of the purchase
+do not wait while Stripe answers.
+
+Stripe is asked with an idempotency key made of the purchase and the shop's `Idempotency-Key`: a
+repeat makes no second refund at Stripe. The answer is applied at once under the purchase's lock,
+as a webhook would apply it: refunds are facts that only move forward, so applying Stripe's answer
+before its `refund.created` arrives cannot disagree with the event (which is then `stale`), and
+the shop sees the purchase as Stripe already has it. The request is recorded in that transaction;
+a repeat with the same key answers the same refund without asking Stripe again. Stripe refusing
+the refund (the charge is disputed, refunded already) is a 409 that records nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +25,20 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from paystore.config import Settings
+from paystore.domain import lifecycle
 from paystore.domain.purchase import GRANTING_STATUSES, Purchase
 from paystore.domain.refund import Refund, RefundStatus
-from paystore.services.purchasing.errors import IdempotencyKeyReused, NotRefundable, PurchaseNotFound, RefundTooLarge
+from paystore.services.purchasing.errors import (
+    IdempotencyKeyReused,
+    NotRefundable,
+    PurchaseNotFound,
+    RefundRefused,
+    RefundTooLarge,
+)
 from paystore.services.stripe_events import money_back
 from paystore.store import locks, purchases, refunds
-from paystore.stripe.gateway import StripeGateway
+from paystore.stripe.gateway import StripeGateway, StripeRefused
+from paystore.stripe.objects import RefundReport
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
@@ -40,7 +54,8 @@ def _fingerprint(amount: int | None, reason: str | None) -> str:
 
 
 def left_to_refund(purchase: Purchase) -> int:
-    charged = purchase.amount_total if purchase.amount_total is not None else purchase.amount
+    """What is left of the payment, in the charge's currency (the buyer's, with Adaptive Pricing)."""
+    charged, _ = lifecycle.charged(purchase)
     return max(0, charged - purchase.refunded_amount)
 
 
@@ -54,15 +69,28 @@ def refund(
         raise PurchaseNotFound(purchase_id) from None
     fingerprint = _fingerprint(amount, reason)
     with db.begin():
+        if purchases.get(db, key) is None:
+            raise PurchaseNotFound(purchase_id)
+        locks.take_xact_lock(db, locks.refund_lock_key(key), settings.lock_timeout_ms)
         purchase = purchases.get(db, key)
-        earlier = refunds.request(db, key, idempotency_key) if purchase is not None else None
-        known = refunds.for_purchase(db, key) if earlier is not None else {}
-    if purchase is None:
-        raise PurchaseNotFound(purchase_id)
-    if earlier is not None:
-        if earlier[0] != fingerprint:
-            raise IdempotencyKeyReused("this Idempotency-Key was used for another refund of this purchase")
-        return RefundAnswer(known[earlier[1]], purchase)
+        earlier = refunds.request(db, key, idempotency_key)
+        if earlier is not None:
+            if earlier[0] != fingerprint:
+                raise IdempotencyKeyReused("this Idempotency-Key was used for another refund of this purchase")
+            return RefundAnswer(refunds.for_purchase(db, key)[earlier[1]], purchase)
+        _check_refundable(purchase, amount)
+        try:
+            report = gateway.create_refund(
+                purchase.stripe_payment_intent_id, amount, reason, {"purchase_id": str(purchase.id)},
+                f"refund:{purchase.id}:{idempotency_key}",
+            )
+        except StripeRefused as exc:
+            raise RefundRefused(f"Stripe refused the refund: {exc.message}") from None
+        return _apply(db, settings, purchase, report, idempotency_key, fingerprint)
+
+
+def _check_refundable(purchase: Purchase | None, amount: int | None) -> None:
+    assert purchase is not None  # read under the refund lock after it was found; purchases are never deleted
     if purchase.status not in GRANTING_STATUSES or not purchase.stripe_payment_intent_id:
         raise NotRefundable(f"purchase {purchase.id} is {purchase.status}: only a paid purchase can be refunded")
     left = left_to_refund(purchase)
@@ -70,17 +98,17 @@ def refund(
         raise NotRefundable(f"purchase {purchase.id} is refunded in full already")
     if amount is not None and amount > left:
         raise RefundTooLarge(f"amount {amount} is more than the {left} left to refund")
-    report = gateway.create_refund(
-        purchase.stripe_payment_intent_id, amount, reason, {"purchase_id": str(purchase.id)},
-        f"refund:{purchase.id}:{idempotency_key}",
-    )
-    with db.begin():
-        locks.take_xact_lock(db, locks.purchase_lock_key(purchase.id), settings.lock_timeout_ms)
-        tracked = purchases.load(db, purchase.id)
-        money_back.apply_refund_reports(db, tracked, (report,), None, cause=f"refund {report.id} asked by the shop",
-                                        charge_id=report.charge_id)
-        refunds.add_request(db, purchase.id, idempotency_key, fingerprint, report.id)
-        made = refunds.for_purchase(db, purchase.id).get(report.id)
+
+
+def _apply(db: Session, settings: Settings, purchase: Purchase, report: RefundReport, idempotency_key: str,
+           fingerprint: str) -> RefundAnswer:
+    locks.take_xact_lock(db, locks.purchase_lock_key(purchase.id), settings.lock_timeout_ms)
+    tracked = purchases.load(db, purchase.id)
+    assert tracked is not None
+    money_back.apply_refund_reports(db, settings, tracked, (report,), None, cause=f"refund {report.id} asked by the shop",
+                                    charge_id=report.charge_id)
+    refunds.add_request(db, purchase.id, idempotency_key, fingerprint, report.id)
+    made = refunds.for_purchase(db, purchase.id).get(report.id)
     if made is None:  # a status paystore does not know yet: not recorded as a fact, shown as Stripe said
         made = Refund(report.id, purchase.id, report.amount, RefundStatus.PENDING, report.failure_reason, report.reason)
     return RefundAnswer(made, tracked.purchase)

@@ -12,11 +12,11 @@ from paystore.config import Settings
 from paystore.domain import dispute as disputes
 from paystore.domain import lifecycle
 from paystore.domain.outcome import Outcome
-from paystore.domain.purchase import GRANTING_STATUSES
-from paystore.domain.refund import Refund, RefundStatus, apply_refunds
+from paystore.domain.purchase import Purchase, PurchaseStatus
+from paystore.domain.refund import Refund, RefundStatus, apply_refunds, currency_problem
 from paystore.services.stripe_events.errors import PurchaseNotYetKnown
-from paystore.store import purchases, refunds
-from paystore.stripe.gateway import StripeGateway
+from paystore.store import events, locks, purchases, refunds
+from paystore.stripe.gateway import StripeGateway, StripeRefused
 from paystore.stripe.objects import Charge, Dispute, EarlyFraudWarning, RefundReport
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,28 @@ def _fact(report: RefundReport, tracked: purchases.Tracked) -> Refund | None:
     return Refund(report.id, tracked.purchase.id, report.amount, status, report.failure_reason, report.reason)
 
 
+def clash_with_another_purchase(db: Session, settings: Settings) -> lifecycle.Clash:
+    """What stops an old purchase from becoming active again beside a newer one (lifecycle.apply).
+
+    The creation lock of the user and program is taken after the purchase's own lock, in the order
+    recovery takes them: while it is held no checkout can commit another active purchase, so the
+    answer holds until commit."""
+
+    def clash(purchase: Purchase) -> str | None:
+        key = locks.purchase_create_lock_key(purchase.user_id, purchase.program_id)
+        locks.take_xact_lock(db, key, settings.lock_timeout_ms)
+        other = purchases.active(db, purchase.user_id, purchase.program_id)
+        if other is None or other.id == purchase.id:
+            return None
+        return (f"would be {purchase.status} again while purchase {other.id} is {other.status}: "
+                f"the user paid twice for {purchase.program_id}; refund one of the two payments")
+
+    return clash
+
+
 def apply_refund_reports(
-    db: Session, tracked: purchases.Tracked, reports: tuple[RefundReport, ...], reported_by_charge: int | None,
-    *, cause: str, charge_id: str | None = None,
+    db: Session, settings: Settings, tracked: purchases.Tracked, reports: tuple[RefundReport, ...],
+    reported_by_charge: int | None, *, cause: str, charge_id: str | None = None,
 ) -> Outcome:
     """Merge what Stripe says of the purchase's refunds, and write the refunds and the purchase
     (with the shop's notifications: `purchase.refund_failed`, then any status change)."""
@@ -42,45 +61,82 @@ def apply_refund_reports(
         purchase.stripe_charge_id = charge_id
     known = refunds.for_purchase(db, purchase.id)
     before = dict(known)
-    seen = [fact for report in reports if (fact := _fact(report, tracked)) is not None]
-    outcome, changed = apply_refunds(purchase, known, seen, reported_by_charge, cause=cause)
+    foreign = tuple(problem for report in reports if (problem := currency_problem(purchase, report.id, report.currency)))
+    seen = [fact for report in reports
+            if not currency_problem(purchase, report.id, report.currency) and (fact := _fact(report, tracked)) is not None]
+    outcome, changed = apply_refunds(purchase, known, seen, reported_by_charge, cause=cause, foreign=foreign,
+                                     clash=clash_with_another_purchase(db, settings))
     refunds.write(db, purchase, changed, before)
     purchases.write(db, tracked)
     return outcome
 
 
-def apply_charge(db: Session, tracked: purchases.Tracked, charge: Charge, *, cause: str) -> Outcome:
-    """`charge.refunded`: the charge's own list of refunds, if it carries one, and its total."""
-    return apply_refund_reports(db, tracked, charge.refunds, charge.amount_refunded, cause=cause, charge_id=charge.id)
+def apply_charge(
+    db: Session, settings: Settings, tracked: purchases.Tracked, charge: Charge, listed: tuple[RefundReport, ...] | None,
+    *, cause: str,
+) -> Outcome:
+    """`charge.refunded`: every refund of the charge, as listed from Stripe before the lock
+    (`listed`) or carried complete by the event itself. Its total is only kept for operators."""
+    reports = listed if listed is not None else charge.refunds
+    return apply_refund_reports(db, settings, tracked, reports, charge.amount_refunded, cause=cause, charge_id=charge.id)
 
 
-def apply_dispute(db: Session, tracked: purchases.Tracked, dispute: Dispute, *, cause: str) -> Outcome:
+def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) -> tuple[RefundReport, ...] | None:
+    """The charge's refunds from Stripe, unless the event carries all of them (None). Called
+    outside any transaction; a charge paystore does not know yet is answered 503 first."""
+    if charge.refunds_complete:
+        return None
+    with db.begin():
+        purchase_for(db, charge.payment_intent_id, charge.id)
+    listed = gateway.list_refunds(charge.id)
+    explained = sum(r.amount for r in listed if r.status not in (RefundStatus.FAILED, RefundStatus.CANCELED))
+    if explained < charge.amount_refunded:  # listed after the event: it can only know more
+        log.warning("Charge %s reports %d refunded, its listed refunds %d", charge.id, charge.amount_refunded, explained)
+    return listed
+
+
+def apply_dispute(db: Session, settings: Settings, tracked: purchases.Tracked, dispute: Dispute, *, cause: str) -> Outcome:
     if dispute.charge_id and not tracked.purchase.stripe_charge_id:
         tracked.purchase.stripe_charge_id = dispute.charge_id
-    outcome = lifecycle.apply(tracked.purchase, disputes.learn_from_dispute(dispute), cause=cause)
+    outcome = lifecycle.apply(tracked.purchase, disputes.learn_from_dispute(dispute), cause=cause,
+                              clash=clash_with_another_purchase(db, settings))
     purchases.write(db, tracked)
     return outcome
 
 
 def refund_for_warning(
-    db: Session, gateway: StripeGateway, settings: Settings, warning: EarlyFraudWarning
-) -> RefundReport | None:
+    db: Session, gateway: StripeGateway, settings: Settings, warning: EarlyFraudWarning, event_id: str
+) -> tuple[RefundReport, ...] | None:
     """With PAYSTORE_REFUND_ON_EARLY_FRAUD_WARNING, refund what is left of the warned payment, before
-    a dispute costs the shop its fee. Called outside any transaction (no lock held while Stripe
-    answers). The idempotency key is the warning's: however often the event is delivered, Stripe
-    makes one refund; once the purchase is refunded in full, no call is made at all."""
+    a dispute costs the shop its fee: the refund made, () if Stripe refused it, None if none was
+    asked. Called outside any transaction, before the purchase's lock.
+
+    The purchase's refund lock is held from the check that the warning was not handled yet to
+    Stripe's answer: a later delivery, replay or sync finds it handled and asks nothing; one at
+    the same time waits, then asks with the same idempotency key (the warning's) and gets the same
+    refund. A shop refund of the purchase waits as well, so that the two never ask for more than
+    is left."""
     if not settings.refund_on_early_fraud_warning or not warning.actionable:
         return None
     with db.begin():
         purchase_id = purchase_for(db, warning.payment_intent_id, warning.charge_id)
+        locks.take_xact_lock(db, locks.refund_lock_key(purchase_id), settings.lock_timeout_ms)
         purchase = purchases.get(db, purchase_id)
-    if purchase is None or purchase.status not in GRANTING_STATUSES or not purchase.stripe_payment_intent_id:
-        return None
-    log.warning("Early fraud warning %s on purchase %s: refunding what is left", warning.id, purchase.id)
-    return gateway.create_refund(
-        purchase.stripe_payment_intent_id, None, "fraudulent",
-        {"purchase_id": str(purchase.id), "early_fraud_warning": warning.id}, f"early_fraud_warning:{warning.id}",
-    )
+        # A disputed charge cannot be refunded (Stripe refuses): the dispute decides instead.
+        if (events.handled(db, event_id) or purchase is None or purchase.status != PurchaseStatus.COMPLETED
+                or not purchase.stripe_payment_intent_id):
+            return None
+        log.warning("Early fraud warning %s on purchase %s: refunding what is left", warning.id, purchase.id)
+        try:
+            report = gateway.create_refund(
+                purchase.stripe_payment_intent_id, None, "fraudulent",
+                {"purchase_id": str(purchase.id), "early_fraud_warning": warning.id}, f"early_fraud_warning:{warning.id}",
+            )
+        except StripeRefused as exc:
+            log.warning("Stripe refused the refund of purchase %s on warning %s (%s): %s; nothing refunded",
+                        purchase.id, warning.id, exc.code, exc.message)
+            return ()
+    return (report,)
 
 
 def purchase_for(db: Session, payment_intent_id: str | None, charge_id: str | None):  # noqa: ANN201

@@ -58,23 +58,45 @@ class _Target:
 def handle_event(db: Session, gateway: StripeGateway, settings: Settings, event: Event) -> WebhookResult:
     """Record the event and apply it in one transaction, or raise and change nothing.
 
-    A refusal (bad input, lock timeout, a purchase not known yet, the database away) changes
-    nothing and records nothing: Stripe retries it. If the handling itself raises, the effect
-    rolls back and the event is recorded `failed` with the error, in a transaction of its own,
-    so that Stripe's retry or `paystore events replay` can finish it (a failed record is not a
-    duplicate).
+    A refusal (bad input, lock timeout, a purchase not known yet, the database away, Stripe not
+    answering what paystore had to ask it first) changes nothing and records nothing: Stripe
+    retries it. If the handling itself raises, the effect rolls back and the event is recorded
+    `failed` with the error, in a transaction of its own, so that Stripe's retry or `paystore
+    events replay` can finish it (a failed record is not a duplicate).
     """
     try:
         _check_api_version(event)
-        refund = None
-        if event.type == EARLY_FRAUD_WARNING:
-            refund = money_back.refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object))
-        return _handle(db, settings, event, refund)
+    except IncompatibleApiVersion as exc:
+        _record_failure(db, event, exc)
+        raise
+    asked = _ask_stripe_first(db, gateway, settings, event)
+    try:
+        return _handle(db, settings, event, asked)
     except (Refusal, *DATABASE_UNAVAILABLE):
         raise
     except Exception as exc:
         _record_failure(db, event, exc)
         raise
+
+
+def _ask_stripe_first(
+    db: Session, gateway: StripeGateway, settings: Settings, event: Event
+) -> tuple[RefundReport, ...] | None:
+    """What Stripe must tell (or do) before the event can be applied: the charge's refunds for a
+    `charge.refunded` without its complete list, the refund made on an early fraud warning.
+
+    Asked before any lock is taken (no purchase waits on Stripe), and only for an event that will
+    be applied: one of this mode that was not handled yet, so that a redelivery, a replay or a
+    sync never makes a second refund. Stripe not answering raises StripeUnavailable: 5xx, nothing
+    recorded, Stripe retries."""
+    if event.type not in (CHARGE_REFUNDED, EARLY_FRAUD_WARNING) or event.livemode != settings.stripe_livemode:
+        return None
+    with db.begin():
+        if events.handled(db, event.id):
+            return None
+    if event.type == CHARGE_REFUNDED:
+        return money_back.list_refunds_if_needed(db, gateway, Charge.from_dict(event.object))
+    return money_back.refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object), event.id)
 
 
 def _record_failure(db: Session, event: Event, exc: Exception) -> None:
@@ -100,7 +122,7 @@ def _check_api_version(event: Event) -> None:
                 "applied", event.id, event.api_version, STRIPE_API_VERSION)
 
 
-def _handle(db: Session, settings: Settings, event: Event, refund: RefundReport | None) -> WebhookResult:
+def _handle(db: Session, settings: Settings, event: Event, asked: tuple[RefundReport, ...] | None) -> WebhookResult:
     with db.begin():
         if event.livemode != settings.stripe_livemode:
             return _refuse_other_mode(db, settings, event)
@@ -112,7 +134,7 @@ def _handle(db: Session, settings: Settings, event: Event, refund: RefundReport 
         record_id = events.record_arrival(db, event, target.lock_key, wait_ms)
         if record_id is None:
             return WebhookResult(Outcome.DUPLICATE, target.purchase_id)
-        outcome, purchase_id = _apply(db, settings, event, target, refund)
+        outcome, purchase_id = _apply(db, settings, event, target, asked)
         purchase_id = purchase_id or target.purchase_id
         events.record_outcome(db, record_id, outcome, purchase_id)
     return WebhookResult(outcome, purchase_id)
@@ -166,7 +188,7 @@ def _log_lock(target: _Target, wait_ms: float) -> None:
 
 
 def _apply(
-    db: Session, settings: Settings, event: Event, target: _Target, refund: RefundReport | None
+    db: Session, settings: Settings, event: Event, target: _Target, asked: tuple[RefundReport, ...] | None
 ) -> tuple[Outcome, uuid.UUID | None]:
     """Add the event's facts to its purchase and write the change (with its notifications)."""
     obj, cause = target.obj, f"{event.type} {event.id}"
@@ -184,13 +206,14 @@ def _apply(
     if tracked is None:
         raise PurchaseNotYetKnown(f"purchase {target.purchase_id} is not in the database")
     if isinstance(obj, Charge):
-        outcome = money_back.apply_charge(db, tracked, obj, cause=cause)
+        outcome = money_back.apply_charge(db, settings, tracked, obj, asked, cause=cause)
     elif isinstance(obj, RefundReport):
-        outcome = money_back.apply_refund_reports(db, tracked, (obj,), None, cause=cause, charge_id=obj.charge_id)
+        outcome = money_back.apply_refund_reports(db, settings, tracked, (obj,), None, cause=cause,
+                                                  charge_id=obj.charge_id)
     elif isinstance(obj, Dispute):
-        outcome = money_back.apply_dispute(db, tracked, obj, cause=cause)
-    elif refund is not None:  # an early fraud warning paystore refunded
-        outcome = money_back.apply_refund_reports(db, tracked, (refund,), None, cause=cause)
+        outcome = money_back.apply_dispute(db, settings, tracked, obj, cause=cause)
+    elif asked:  # an early fraud warning paystore refunded
+        outcome = money_back.apply_refund_reports(db, settings, tracked, asked, None, cause=cause)
     else:
         outcome = Outcome.IGNORED
     return outcome, tracked.purchase.id
