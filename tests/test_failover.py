@@ -16,12 +16,19 @@ The healing paths run in the order production has them, and each heals a batch t
 cannot: Stripe's redelivery (recovery from the session's metadata) heals D; `paystore
 reconcile`, on its schedule, heals A (it sees open purchases that exist, not missing ones);
 `paystore events sync`, the failover runbook's step, heals C (Stripe answered 2xx for those, so it
-will never redeliver them). With synchronous replication the same lag holds every commit until
-the replica has it: nothing a client was told is lost, and no healing path has anything to do.
+will never redeliver them).
+
+With synchronous replication the replica is not cut off (that would only stop every commit): the
+primary crashes in the middle of a storm, with checkouts waiting on Stripe, commits in flight and
+webhooks landing. A commit is acknowledged only once the replica has it, so every purchase a buyer
+was answered for and every event Stripe was answered 2xx for is on the promoted replica, and no
+healing path has anything to do. Its control is the asynchronous test: there the new primary lacks
+purchases and events whose clients were answered (batch C).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -118,13 +125,10 @@ def _outcomes(engine: Engine, outcome: str, buyers: list[str]) -> int:
                           "WHERE e.outcome = :o AND p.user_id = ANY(:u)"), o=outcome, u=buyers)
 
 
-@pytest.mark.parametrize("synchronous", [False, True], ids=["async", "sync"])
-def test_failover_mid_storm_every_paid_session_completes_once(
-    stripe: StripeStandIn, tmp_path: Path, synchronous: bool
-) -> None:
+def test_failover_async_mid_storm_every_paid_session_completes_once(stripe: StripeStandIn, tmp_path: Path) -> None:
     answers = Answers()
     batches = {name: [f"{name}_{n}" for n in range(BATCH)] for name in "ACD"}
-    with cluster(synchronous) as db:
+    with cluster(synchronous=False) as db:
         engine = make_engine(db.url, pool_size=1, max_overflow=2)
         reset_database(engine)
         env = storm_env(db.url, stripe, 5)
@@ -148,18 +152,13 @@ def test_failover_mid_storm_every_paid_session_completes_once(
                 *(pool.submit(pair, u) for u in batches["C"]),
             ]
             unanswered: dict[str, Future[dict[str, Any]]] = {u: pool.submit(checkout_only, u) for u in batches["D"]}
-            if synchronous:
-                # Every commit now waits for the replica that does not answer.
-                wait_until(lambda: db.primary.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
-                           not in ("", "0"), timeout=60, interval=0.05)
-            else:
-                for future in [*storm, *unanswered.values()]:
-                    future.result(timeout=120)
+            for future in [*storm, *unanswered.values()]:
+                future.result(timeout=120)
             db.fail_over()
-            lost = _lost(engine, batches) if not synchronous else None
+            lost = _lost(engine, batches)
 
-            # Stripe redelivers: the D webhooks (and, with sync, whatever the crash cut off) land
-            # on the new primary, through the same paystore, without a restart.
+            # Stripe redelivers: the D webhooks land on the new primary, through the same
+            # paystore, without a restart.
             redelivered = [pool.submit(_pay_and_deliver, stripe, f, url, answers) for f in unanswered.values()]
             for future in [*storm, *redelivered]:
                 future.result(timeout=300)
@@ -173,24 +172,90 @@ def test_failover_mid_storm_every_paid_session_completes_once(
         each_bought_once(engine, everyone)
         nothing_half_made(engine)
         assert answers.beyond_retryable() == [], answers
-        recovered = _outcomes(engine, "recovered", everyone)
-        if synchronous:
-            assert recovered == 0, "a purchase was rebuilt: the new primary had lost a commit a client was told of"
-            assert reconcile.returncode == 0, reconcile.stdout  # 0: nothing to repair
-            assert after_redelivery == after_reconcile == {"A": 0, "C": 0, "D": 0}
-            assert " 0 applied now" in sync.stdout, sync.stdout  # every event listed was recorded already
-        else:
-            print(f"\nfailover (async): lost on the new primary {lost}; after redelivery {after_redelivery}, "
-                  f"after reconcile {after_reconcile}")
-            assert lost == {"A pending": BATCH, "C missing": BATCH, "D missing": BATCH}, lost
-            # Redelivery heals D (rebuilt from metadata), not A or C: Stripe had its 2xx for those.
-            assert after_redelivery == {"A": BATCH, "C": BATCH, "D": 0}, after_redelivery
-            assert _outcomes(engine, "recovered", batches["D"]) == BATCH
-            # Reconcile heals A, which exists here and is open; C is missing, so it cannot see it.
-            assert reconcile.returncode == 3, reconcile.stdout + reconcile.stderr
-            assert after_reconcile == {"A": 0, "C": BATCH, "D": 0}, after_reconcile
-            # Events sync healed C from Stripe's own list of events.
-            assert _outcomes(engine, "recovered", batches["C"]) == BATCH
+        print(f"\nfailover (async): lost on the new primary {lost}; after redelivery {after_redelivery}, "
+              f"after reconcile {after_reconcile}")
+        # Acknowledged and lost: C's buyers were answered 201 and Stripe 2xx, and none of it is here.
+        assert lost == {"A pending": BATCH, "C missing": BATCH, "D missing": BATCH}, lost
+        # Redelivery heals D (rebuilt from metadata), not A or C: Stripe had its 2xx for those.
+        assert after_redelivery == {"A": BATCH, "C": BATCH, "D": 0}, after_redelivery
+        assert _outcomes(engine, "recovered", batches["D"]) == BATCH
+        # Reconcile heals A, which exists here and is open; C is missing, so it cannot see it.
+        assert reconcile.returncode == 3, reconcile.stdout + reconcile.stderr
+        assert after_reconcile == {"A": 0, "C": BATCH, "D": 0}, after_reconcile
+        # Events sync healed C from Stripe's own list of events.
+        assert _outcomes(engine, "recovered", batches["C"]) == BATCH
+        engine.dispose()
+
+
+SYNC_BUYERS = 16
+
+
+@dataclass
+class Acknowledged:
+    """What clients were answered: purchases (201/200 to the buyer) and events (2xx to Stripe)."""
+
+    lock: threading.Lock
+    purchases: dict[str, str]  # buyer -> purchase id
+    events: dict[str, str]  # Stripe event id -> purchase id
+
+    def snapshot(self) -> tuple[dict[str, str], dict[str, str]]:
+        with self.lock:
+            return dict(self.purchases), dict(self.events)
+
+
+def test_failover_sync_crash_mid_storm_loses_nothing_a_client_was_answered(
+    stripe: StripeStandIn, tmp_path: Path
+) -> None:
+    answers = Answers()
+    acked = Acknowledged(threading.Lock(), {}, {})
+    buyers = [f"S_{n}" for n in range(SYNC_BUYERS)]
+    with cluster(synchronous=True) as db:
+        engine = make_engine(db.url, pool_size=1, max_overflow=2)
+        reset_database(engine)
+        env = storm_env(db.url, stripe, 5)
+        # Checkouts wait on Stripe with their transaction open, as at real latency: some are
+        # in flight at the crash.
+        stripe.faults.create_delay_s = 0.3
+        with gunicorn_server(env, workers=2, log_path=tmp_path / "gunicorn.log") as url, \
+                ThreadPoolExecutor(SYNC_BUYERS) as pool:
+            stripe.webhook_url = url + "/webhooks/stripe"
+
+            def pair(n: int, user_id: str) -> None:
+                threading.Event().wait(0.15 * n)  # buyers arrive one after another: a storm, not a wall
+                purchase = checkout_until_answered(Api(url), user_id, answers.checkout)
+                with acked.lock:
+                    acked.purchases[user_id] = purchase["purchase_id"]
+                event = _paid_event(stripe, purchase)
+                deliver_until_2xx(stripe, event, url, answers.webhook)
+                with acked.lock:
+                    acked.events[event["id"]] = purchase["purchase_id"]
+
+            storm = [pool.submit(pair, n, u) for n, u in enumerate(buyers)]
+            wait_until(lambda: len(acked.snapshot()[1]) >= 4, timeout=120, interval=0.02)
+            purchases, events = acked.snapshot()  # answered before the crash (some later ones left out)
+            in_flight = sum(not f.done() for f in storm)
+            db.fail_over()
+            for future in storm:
+                future.result(timeout=300)
+
+        assert in_flight >= SYNC_BUYERS // 4, f"only {in_flight} buyers were still in the storm at the crash"
+        assert purchases and events
+        on_new_primary = count(engine, "SELECT count(*) FROM purchases WHERE id::text = ANY(:ids)",
+                               ids=list(purchases.values()))
+        assert on_new_primary == len(purchases), f"{len(purchases) - on_new_primary} answered purchases are gone"
+        recorded = count(engine, ("SELECT count(*) FROM stripe_events e JOIN purchases p ON p.id = e.purchase_id "
+                                  "WHERE e.stripe_event_id = ANY(:ids) AND e.outcome = 'completed' "
+                                  "AND p.status = 'completed'"), ids=list(events))
+        assert recorded == len(events), f"{len(events) - recorded} events answered 2xx are gone or undone"
+        each_bought_once(engine, buyers)
+        nothing_half_made(engine)
+        assert answers.beyond_retryable() == [], answers
+        # Every purchase a webhook found was there: nothing was rebuilt from metadata.
+        assert _outcomes(engine, "recovered", buyers) == 0
+        reconcile = paystore_cli({**env, "DATABASE_URL": db.url}, "reconcile", "--older-than", "0s")
+        assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr  # 0: nothing to repair
+        print(f"\nfailover (sync): {len(purchases)} purchases and {len(events)} events answered before the crash, "
+              f"{in_flight} buyers in flight; answers {sorted(set(answers.checkout + answers.webhook))}")
         engine.dispose()
 
 
