@@ -13,10 +13,14 @@ refused or reset before it was accepted (one a load balancer retries elsewhere o
 a checkout is safe to repeat, as a second one for the same buyer answers the open purchase).
 A reload keeps the listening socket and refuses nothing at all.
 
+Beside the storm, a few checkouts are sent to the instance about to go and held at Stripe (the
+stand-in keeps their create answer) until the master has taken the SIGTERM: requests it had
+accepted. Each of them must get its answer (201), not a reset.
+
 The negative control is the same SIGTERM with a graceful timeout shorter than the Stripe call:
-gunicorn then kills the workers with their checkouts in flight, and those buyers get no answer.
-Nothing is lost even then (the transaction never committed), which is why the rule is stated
-where gunicorn is configured: a graceful timeout no shorter than the longest request.
+gunicorn then kills the workers with their checkouts in flight, and those very held checkouts get
+no answer. Nothing is lost even then (the transaction never committed), which is why the rule is
+stated where gunicorn is configured: a graceful timeout no shorter than the longest request.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ import json
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from sqlalchemy import Engine
 
+from paystore.devtools.credentials import TOKEN
 from paystore.devtools.processes import healthy, wait_until
 from paystore.devtools.standin import StripeStandIn
 from tests.support.api import Api
@@ -160,10 +167,52 @@ def _accepts(url: str) -> bool:
     return True
 
 
+HELD = 3
+
+
+class Held:
+    """HELD checkouts sent straight to one instance, their create answer kept at Stripe until
+    `release()`: requests that instance has accepted and not yet answered."""
+
+    def __init__(self, standin: StripeStandIn, url: str) -> None:
+        self.buyers = [f"held_{n}" for n in range(HELD)]
+        self.arrived, self.released = threading.Semaphore(0), threading.Event()
+        self.answers: dict[str, int] = {}
+        standin.faults.before_create_response = self._hold
+        self._threads = [threading.Thread(target=self._checkout, args=(url, b), daemon=True) for b in self.buyers]
+        for thread in self._threads:
+            thread.start()
+
+    def _hold(self, session: dict[str, Any]) -> None:
+        if session["metadata"].get("user_id", "").startswith("held_"):
+            self.arrived.release()
+            self.released.wait(60)
+
+    def _checkout(self, url: str, buyer: str) -> None:
+        try:
+            answer = requests.post(url + "/checkout", json={"user_id": buyer, "program_id": "prog_py101"},
+                                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        except requests.ConnectionError:
+            self.answers[buyer] = NO_ANSWER
+        else:
+            self.answers[buyer] = answer.status_code
+
+    def all_at_stripe(self) -> None:
+        for _ in self.buyers:
+            assert self.arrived.acquire(timeout=30), "a held checkout never reached Stripe"
+
+    def release(self) -> dict[str, int]:
+        self.released.set()
+        for thread in self._threads:
+            thread.join(90)
+        return self.answers
+
+
 def _sigterm_one_of_two(
     stripe: StripeStandIn, pgbouncer_url: str, engine: Engine, tmp_path: Path, env_extra: dict[str, str]
-) -> tuple[Storm, str]:
+) -> tuple[Storm, str, dict[str, int]]:
     env = {**storm_env(pgbouncer_url, stripe, 5), **env_extra}
+    held: list[dict[str, int]] = []
     with (
         gunicorn_process(env, workers=2, log_path=tmp_path / "a.log") as (a, master_a),
         gunicorn_process(env, workers=2, log_path=tmp_path / "b.log") as (b, _),
@@ -172,19 +221,28 @@ def _sigterm_one_of_two(
 
         def terminate_a() -> None:
             wait_until(lambda: _in_flight(engine) > 0, timeout=30, interval=0.005)
+            accepted = Held(stripe, a)
+            accepted.all_at_stripe()
             os.kill(master_a.pid, signal.SIGTERM)
+            wait_until(lambda: "Handling signal: term" in (tmp_path / "a.log").read_text(), timeout=30, interval=0.01)
+            time.sleep(0.5)  # past a graceful timeout of 0: its workers would be gone by now
+            held.append(accepted.release())
 
         storm.run(terminate_a)
         master_a.wait(timeout=120)
         assert Api(b).get("/readyz").status_code == 200
-    return storm, (tmp_path / "a.log").read_text()
+    return storm, (tmp_path / "a.log").read_text(), held[0]
 
 
 def test_sigterm_of_one_instance_behind_pgbouncer_mid_storm_loses_nothing(
     stripe: StripeStandIn, pgbouncer_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    storm, log_a = _sigterm_one_of_two(stripe, pgbouncer_url, engine, tmp_path, {})
-    print(f"\nSIGTERM of one instance mid-storm: {_summary(storm.answers)}")
+    storm, log_a, held = _sigterm_one_of_two(stripe, pgbouncer_url, engine, tmp_path, {})
+    print(f"\nSIGTERM of one instance mid-storm: {_summary(storm.answers)}; held at Stripe across it: {held}")
+
+    # The checkouts the instance had accepted when the signal came were answered, not reset.
+    assert held == dict.fromkeys(held, 201) and len(held) == HELD, held
+    assert count(engine, "SELECT count(*) FROM purchases WHERE user_id LIKE 'held_%'") == HELD
 
     assert "POST /checkout 201" in _answered_after(log_a, "term"), log_a[-3000:]
     assert storm.answers.beyond_retryable() == [], storm.answers
@@ -200,10 +258,12 @@ def test_negative_control_a_graceful_timeout_shorter_than_stripe_cuts_checkouts_
 ) -> None:
     """gunicorn kills workers whose requests outlive the graceful timeout: the buyers whose
     checkout was in flight get no answer (and click again)."""
-    storm, log_a = _sigterm_one_of_two(stripe, pgbouncer_url, engine, tmp_path, {"GUNICORN_GRACEFUL_TIMEOUT": "0"})
-    print(f"\nSIGTERM, graceful timeout 0: {_summary(storm.answers)}")
+    storm, log_a, held = _sigterm_one_of_two(stripe, pgbouncer_url, engine, tmp_path, {"GUNICORN_GRACEFUL_TIMEOUT": "0"})
+    print(f"\nSIGTERM, graceful timeout 0: {_summary(storm.answers)}; held at Stripe across it: {held}")
 
-    assert NO_ANSWER in storm.answers.checkout, storm.answers
+    # The very checkouts the instance had accepted were cut off: no answer, and nothing committed.
+    assert held == dict.fromkeys(held, NO_ANSWER) and len(held) == HELD, held
+    assert count(engine, "SELECT count(*) FROM purchases WHERE user_id LIKE 'held_%'") == 0
     # Even so nothing is lost or doubled: the cut transactions never committed, and the buyers' retries bought once.
     each_bought_once(engine, storm.buyers)
     nothing_half_made(engine)
