@@ -275,3 +275,54 @@ def test_stripe_refusing_a_refund_is_a_409_that_records_nothing(api: Api, standi
     message = answer.json()["error"]["message"]
     assert "charged back" in message and "k-refused" not in message and "sk_" not in message
     assert count(engine, "SELECT count(*) FROM refunds") == count(engine, "SELECT count(*) FROM refund_requests") == 0
+
+
+# ---------------------------------------------------------------- Adaptive Pricing: the buyer's currency
+def paid_in(api: Api, standin: StripeStandIn, user_id: str, currency: str) -> Purchase:
+    journey = Purchase.checkout(api, standin, user_id)
+    standin.actions.choose(journey.session["id"], currency=currency)
+    [completed] = standin.actions.pay_by_card(journey.session["id"])
+    assert standin.deliver(completed).json()["outcome"] == "completed"
+    charge = standin.state.charges[completed["data"]["object"]["payment_intent"]]
+    assert charge["currency"] == currency  # Stripe charges, and refunds, the buyer in their own currency
+    return journey
+
+
+def test_adaptive_pricing_refunded_in_full_in_the_buyers_currency_is_refunded(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    journey = paid_in(api, standin, "user_chf", "chf")  # 4900 usd, 4312 chf
+
+    assert deliver_all(standin, standin.actions.refund(journey.session["id"])) == ["refunded", "stale"]
+
+    row = purchase_row(engine, journey.purchase_id)
+    assert (row["status"], row["refunded_amount"], row["amount_total"], row["presentment_amount"]) == (
+        "refunded", 4312, 4900, 4312)
+
+
+def test_adaptive_pricing_a_partial_refund_is_partial_and_the_cap_is_in_the_buyers_currency(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    journey = paid_in(api, standin, "user_jpy", "jpy")  # 4900 usd, 7350 jpy
+    standin.faults.deliver_api_events = False
+
+    part = ask(api, journey.purchase_id, "jpy-1", {"amount": 5000})  # more than 4900, less than 7350
+    assert (part.status_code, part.json()["purchase"]["status"]) == (202, "completed"), part.text
+    too_much = ask(api, journey.purchase_id, "jpy-2", {"amount": 2351})
+    assert (too_much.status_code, too_much.json()["error"]["code"]) == (400, "refund_exceeds_remaining")
+    rest = ask(api, journey.purchase_id, "jpy-3", {"amount": 2350})
+    assert (rest.status_code, rest.json()["purchase"]["status"]) == (202, "refunded"), rest.text
+
+
+def test_a_refund_in_another_currency_than_the_charge_sends_the_purchase_to_review(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    journey = paid_in(api, standin, "user_chf_usd", "chf")
+    [created, _] = standin.actions.refund(journey.session["id"], 1000)
+    created["data"]["object"]["currency"] = "usd"  # not the charge's: it cannot be added up with chf
+
+    assert deliver_all(standin, [created]) == ["needs_review"]
+
+    row = purchase_row(engine, journey.purchase_id)
+    assert (row["status"], row["refunded_amount"]) == ("needs_review", 0)
+    assert "is in usd, the charge in chf" in row["review_reason"]
