@@ -14,6 +14,7 @@ from paystore.devtools.standin import StripeStandIn
 from tests.lifecycle_events import Purchase
 from tests.support.api import Api
 from tests.support.database import count, purchase_row
+from tests.support.refund_journeys import refund_creates
 
 
 def dispute_event(standin: StripeStandIn, journey: Purchase, event_type: str, status: str) -> dict:
@@ -109,10 +110,6 @@ def test_without_the_setting_a_warning_is_recorded_and_refunds_nothing(
     assert answer.json()["outcome"] == "ignored"
     assert purchase_row(engine, journey.purchase_id)["status"] == "completed"
     assert count(engine, "SELECT count(*) FROM refunds") == 0
-
-
-def refund_creates(standin: StripeStandIn) -> int:
-    return sum(1 for c in standin.state.api_calls if (c["method"], c["path"]) == ("POST", "/v1/refunds"))
 
 
 def test_a_warning_handled_once_asks_stripe_never_again(warned_shop: str, standin: StripeStandIn, engine: Engine) -> None:

@@ -36,7 +36,8 @@ from paystore.stripe.errors import (
     StripeUnavailable,
     WebhookNotConfigured,
 )
-from paystore.stripe.objects import CheckoutSession, Event, EventPage, RefundPage, RefundReport
+from paystore.stripe.money_objects import RefundPage, RefundReport
+from paystore.stripe.objects import CheckoutSession, Event, EventPage
 from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The few Stripe objects paystore reads, parsed from plain dicts (API answers or event payloads).
+"""The few Stripe objects paystore reads, parsed from plain dicts (API answers or event payloads);
+those of money going back (refunds, charges, disputes, warnings) are in money_objects.
 
 Parsing is strict about what paystore relies on and ignores everything else, so Stripe may add
 fields freely. A missing or mistyped field raises `InvalidStripeObject` (HTTP 400 for a webhook),
@@ -17,6 +18,10 @@ from typing import Any
 from paystore.inputs import storable_document
 from paystore.stripe import fields as read
 from paystore.stripe.errors import InvalidStripeObject
+from paystore.stripe.money_objects import Charge, Dispute, EarlyFraudWarning, RefundPage, RefundReport
+
+__all__ = ["Charge", "CheckoutSession", "Dispute", "EarlyFraudWarning", "Event", "EventPage", "RefundPage",
+           "RefundReport"]
 
 
 @dataclass(frozen=True)
@@ -71,121 +76,6 @@ class CheckoutSession:
             metadata=read.metadata(obj),
             customer_id=read.expandable_id(obj, "customer"),
             customer_email=read.field(read.nested(obj, "customer_details"), "email", str, optional=True),
-        )
-
-
-@dataclass(frozen=True)
-class RefundReport:
-    """One refund as Stripe reports it (a refund object, or an entry of a charge's refund list)."""
-
-    id: str
-    charge_id: str | None
-    payment_intent_id: str | None
-    amount: int
-    status: str
-    failure_reason: str | None
-    reason: str | None
-    currency: str | None = None  # the charge's: the buyer's own currency with Adaptive Pricing
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> RefundReport:
-        refund_id = read.stripe_id(obj, "id")
-        if not refund_id.startswith(("re_", "pyr_")):
-            raise InvalidStripeObject("refund.id must start with re_")
-        return cls(
-            id=refund_id,
-            charge_id=read.expandable_id(obj, "charge"),
-            payment_intent_id=read.expandable_id(obj, "payment_intent"),
-            amount=read.field(obj, "amount", int),
-            status=read.field(obj, "status", str),
-            failure_reason=read.field(obj, "failure_reason", str, optional=True),
-            reason=read.field(obj, "reason", str, optional=True),
-            currency=read.currency(obj, optional=True),
-        )
-
-
-@dataclass(frozen=True)
-class RefundPage:
-    """One page of `GET /v1/refunds?charge=...`: the charge's refunds, newest first."""
-
-    refunds: tuple[RefundReport, ...]
-    has_more: bool
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> RefundPage:
-        data = read.field(obj, "data", list)
-        items = (read.nested({"object": "list", "item": item}, "item") for item in data)
-        return cls(tuple(RefundReport.from_dict(item) for item in items), obj.get("has_more") is True)
-
-
-@dataclass(frozen=True)
-class Charge:
-    id: str
-    payment_intent_id: str | None
-    amount: int
-    amount_refunded: int
-    currency: str
-    livemode: bool
-    # The charge's refunds, when the event carries them (`refunds.data`): not included unless
-    # expanded since 2022-11-15 (the pinned version sends none), and a page of 10 before that.
-    refunds: tuple[RefundReport, ...] = ()
-    # `refunds` is every refund of the charge: the list is there and has no more pages.
-    refunds_complete: bool = False
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> Charge:
-        listed = read.nested(obj, "refunds")
-        data = read.field(listed, "data", list, optional=True)
-        complete = data is not None and listed.get("has_more") is False
-        data = data or []
-        return cls(
-            id=read.stripe_id(obj, "id"),
-            payment_intent_id=read.expandable_id(obj, "payment_intent"),
-            amount=read.field(obj, "amount", int),
-            amount_refunded=read.field(obj, "amount_refunded", int),
-            currency=read.currency(obj) or "",
-            livemode=read.livemode(obj),
-            refunds=tuple(RefundReport.from_dict(read.nested({"object": "charge.refunds", "item": item}, "item"))
-                          for item in data),
-            refunds_complete=complete,
-        )
-
-
-@dataclass(frozen=True)
-class Dispute:
-    id: str
-    charge_id: str | None
-    payment_intent_id: str | None
-    status: str
-    livemode: bool
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> Dispute:
-        return cls(
-            id=read.stripe_id(obj, "id"),
-            charge_id=read.expandable_id(obj, "charge"),
-            payment_intent_id=read.expandable_id(obj, "payment_intent"),
-            status=read.field(obj, "status", str),
-            livemode=read.livemode(obj),
-        )
-
-
-@dataclass(frozen=True)
-class EarlyFraudWarning:
-    """Radar's warning that a card network reported the charge as fraud (most become disputes)."""
-
-    id: str
-    charge_id: str | None
-    payment_intent_id: str | None
-    actionable: bool
-
-    @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> EarlyFraudWarning:
-        return cls(
-            id=read.stripe_id(obj, "id"),
-            charge_id=read.expandable_id(obj, "charge"),
-            payment_intent_id=read.expandable_id(obj, "payment_intent"),
-            actionable=obj.get("actionable") is not False,
         )
 
 

@@ -38,7 +38,7 @@ from paystore.services.purchasing.errors import (
 from paystore.services.stripe_events import money_back
 from paystore.store import locks, purchases, refunds
 from paystore.stripe.gateway import StripeGateway, StripeRefused
-from paystore.stripe.objects import RefundReport
+from paystore.stripe.money_objects import RefundReport
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 

@@ -17,9 +17,13 @@ from paystore.domain.refund import Refund, RefundStatus, apply_refunds, currency
 from paystore.services.stripe_events.errors import PurchaseNotYetKnown
 from paystore.store import events, locks, purchases, refunds
 from paystore.stripe.gateway import StripeGateway, StripeRefused
-from paystore.stripe.objects import Charge, Dispute, EarlyFraudWarning, RefundReport
+from paystore.stripe.money_objects import Charge, Dispute, EarlyFraudWarning, RefundReport
+from paystore.stripe.objects import Event
 
 log = logging.getLogger(__name__)
+
+CHARGE_REFUNDED = "charge.refunded"
+EARLY_FRAUD_WARNING = "radar.early_fraud_warning.created"
 
 
 def _fact(report: RefundReport, tracked: purchases.Tracked) -> Refund | None:
@@ -79,6 +83,26 @@ def apply_charge(
     (`listed`) or carried complete by the event itself. Its total is only kept for operators."""
     reports = listed if listed is not None else charge.refunds
     return apply_refund_reports(db, settings, tracked, reports, charge.amount_refunded, cause=cause, charge_id=charge.id)
+
+
+def ask_stripe_first(
+    db: Session, gateway: StripeGateway, settings: Settings, event: Event
+) -> tuple[RefundReport, ...] | None:
+    """What Stripe must tell (or do) before the event can be applied: the charge's refunds for a
+    `charge.refunded` without its complete list, the refund made on an early fraud warning.
+
+    Asked before any lock is taken (no purchase waits on Stripe), and only for an event that will
+    be applied: one of this mode that was not handled yet, so that a redelivery, a replay or a
+    sync never makes a second refund. Stripe not answering raises StripeUnavailable: 5xx, nothing
+    recorded, Stripe retries."""
+    if event.type not in (CHARGE_REFUNDED, EARLY_FRAUD_WARNING) or event.livemode != settings.stripe_livemode:
+        return None
+    with db.begin():
+        if events.handled(db, event.id):
+            return None
+    if event.type == CHARGE_REFUNDED:
+        return list_refunds_if_needed(db, gateway, Charge.from_dict(event.object))
+    return refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object), event.id)
 
 
 def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) -> tuple[RefundReport, ...] | None:

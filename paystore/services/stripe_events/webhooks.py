@@ -17,20 +17,20 @@ from paystore.domain.outcome import Outcome
 from paystore.errors import Refusal
 from paystore.services.stripe_events import money_back, recovery
 from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown
+from paystore.services.stripe_events.money_back import CHARGE_REFUNDED, EARLY_FRAUD_WARNING
 from paystore.store import DATABASE_UNAVAILABLE, events, locks, purchases
 from paystore.stripe import version
 from paystore.stripe.errors import InvalidStripeObject
 from paystore.stripe.gateway import StripeGateway
-from paystore.stripe.objects import Charge, CheckoutSession, Dispute, EarlyFraudWarning, Event, RefundReport
+from paystore.stripe.money_objects import Charge, Dispute, EarlyFraudWarning, RefundReport
+from paystore.stripe.objects import CheckoutSession, Event
 from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
-CHARGE_REFUNDED = "charge.refunded"
 REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
                   "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
-EARLY_FRAUD_WARNING = "radar.early_fraud_warning.created"
 # Every type the handler acts on: the webhook endpoint's events, and what `events sync` lists.
 HANDLED_EVENTS = (*lifecycle.SESSION_EVENTS, CHARGE_REFUNDED, *REFUND_EVENTS, *DISPUTE_EVENTS, EARLY_FRAUD_WARNING)
 
@@ -69,7 +69,7 @@ def handle_event(db: Session, gateway: StripeGateway, settings: Settings, event:
     except IncompatibleApiVersion as exc:
         _record_failure(db, event, exc)
         raise
-    asked = _ask_stripe_first(db, gateway, settings, event)
+    asked = money_back.ask_stripe_first(db, gateway, settings, event)
     try:
         return _handle(db, settings, event, asked)
     except (Refusal, *DATABASE_UNAVAILABLE):
@@ -77,26 +77,6 @@ def handle_event(db: Session, gateway: StripeGateway, settings: Settings, event:
     except Exception as exc:
         _record_failure(db, event, exc)
         raise
-
-
-def _ask_stripe_first(
-    db: Session, gateway: StripeGateway, settings: Settings, event: Event
-) -> tuple[RefundReport, ...] | None:
-    """What Stripe must tell (or do) before the event can be applied: the charge's refunds for a
-    `charge.refunded` without its complete list, the refund made on an early fraud warning.
-
-    Asked before any lock is taken (no purchase waits on Stripe), and only for an event that will
-    be applied: one of this mode that was not handled yet, so that a redelivery, a replay or a
-    sync never makes a second refund. Stripe not answering raises StripeUnavailable: 5xx, nothing
-    recorded, Stripe retries."""
-    if event.type not in (CHARGE_REFUNDED, EARLY_FRAUD_WARNING) or event.livemode != settings.stripe_livemode:
-        return None
-    with db.begin():
-        if events.handled(db, event.id):
-            return None
-    if event.type == CHARGE_REFUNDED:
-        return money_back.list_refunds_if_needed(db, gateway, Charge.from_dict(event.object))
-    return money_back.refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object), event.id)
 
 
 def _record_failure(db: Session, event: Event, exc: Exception) -> None:
