@@ -130,3 +130,30 @@ def test_any_order_and_any_repetition_ends_where_the_reference_model_says(kinds:
         apply(purchase, kind)
 
     assert purchase.status == expected_status(set(kinds), mismatch=False)
+
+
+def test_an_appeal_won_beside_a_newer_active_purchase_goes_to_review_not_back_to_completed() -> None:
+    """dispute_lost is not active: the user may have bought again. Winning the appeal must not
+    make a second active purchase of the program; the clash check says so and only then is asked."""
+    purchase = pending()
+    apply(purchase, "completed_paid")
+    apply(purchase, "dispute_lost")
+    asked: list[PurchaseStatus] = []
+
+    def clash(p: Purchase) -> str:
+        asked.append(p.status)
+        return "would be completed again while purchase P2 is completed"
+
+    outcome = lifecycle.apply(purchase, learn("dispute_won", purchase), cause="unit", clash=clash)
+
+    assert (outcome, purchase.status, asked) == (Outcome.NEEDS_REVIEW, PurchaseStatus.NEEDS_REVIEW, [PurchaseStatus.COMPLETED])
+    assert lifecycle.apply(purchase, learn("dispute_won", purchase), cause="unit", clash=clash) == Outcome.STALE
+    assert asked == [PurchaseStatus.COMPLETED]  # needs_review is not active: nothing to ask again
+
+
+def test_without_a_clash_an_appeal_won_restores_the_purchase() -> None:
+    purchase = pending()
+    apply(purchase, "completed_paid")
+    apply(purchase, "dispute_lost")
+
+    assert lifecycle.apply(purchase, learn("dispute_won", purchase), cause="unit", clash=lambda p: None) == Outcome.COMPLETED
