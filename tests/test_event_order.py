@@ -2,8 +2,10 @@
 
 A hypothesis state machine plays Stripe and the operator against paystore over real HTTP and a
 real PostgreSQL. Stripe's side only does what Stripe can do (a session is paid, paid later,
-fails or expires; a paid charge is refunded or disputed, the dispute closes), and each of those
-creates its event. Deliveries are separate rules, so any generated event can arrive in any
+fails or expires; a paid charge is refunded or disputed, the dispute closes; a refund may be
+pending and settle or fail later), and each of those creates its event. `charge.refunded` comes as
+at the pinned API version, without the charge's refunds: paystore lists them from Stripe when it
+applies the event, so the reference learns every refund as Stripe has it at that moment. Deliveries are separate rules, so any generated event can arrive in any
 order, any number of times, alone or in a concurrent burst, or not yet (a charge event that
 arrives before its purchase is known is answered 503 and retried later, as Stripe does); and
 `reconcile` may run at any point. After every step each purchase's status must be what the
@@ -68,8 +70,9 @@ class Story:
             "unpaid": ["async_succeeded", "async_failed"],
         }.get(self.stripe, [])
         if self.stripe in PAID:
-            moves += ["refund_part", "refund_rest"] if self.left_to_refund() else []
-            moves += ["refund_fails"] if any(s == "succeeded" for _, s in self.refunds.values()) else []
+            moves += ["refund_part", "refund_pending", "refund_rest"] if self.left_to_refund() else []
+            moves += ["refund_settles"] if any(s == "pending" for _, s in self.refunds.values()) else []
+            moves += ["refund_fails"] if any(s in ("succeeded", "pending") for _, s in self.refunds.values()) else []
             moves += {None: ["dispute_created"], "open": ["dispute_won", "dispute_lost"]}.get(self.dispute, [])
         return moves
 
@@ -153,14 +156,17 @@ class LifecycleMachine(RuleBasedStateMachine):
         elif move == "expired":
             self.standin.settle(session_id, status="expired", payment_status="unpaid")
             story.stripe = "expired"
-        elif move in ("refund_part", "refund_rest"):
+        elif move in ("refund_part", "refund_pending", "refund_rest"):
             left = story.left_to_refund()
-            self._refunded(story, self.standin.actions.refund(session_id, left if move == "refund_rest" else max(1, left // 2)))
+            amount = left if move == "refund_rest" else max(1, left // 2)
+            status = "pending" if move == "refund_pending" else "succeeded"
+            self._refunded(story, self.standin.actions.refund(session_id, amount, status=status))
             return
-        elif move == "refund_fails":
-            events = self.standin.actions.fail_refund(session_id)
+        elif move in ("refund_fails", "refund_settles"):
+            act = self.standin.actions.fail_refund if move == "refund_fails" else self.standin.actions.settle_refund
+            events = act(session_id)
             refund = events[0]["data"]["object"]
-            story.refunds[refund["id"]] = (refund["amount"], "failed")
+            story.refunds[refund["id"]] = (refund["amount"], refund["status"])
             story.generated += [("refund_event", event) for event in events]
             return
         else:

@@ -99,13 +99,15 @@ class PaymentActions:
         self._require(session_id, snapshot.charge is not None, "the session is not paid")
         return snapshot.session["payment_intent"], snapshot.charge, snapshot.dispute  # type: ignore[return-value]
 
-    def refund(self, session_id: str, amount: int | None = None) -> list[dict[str, Any]]:
-        """The Dashboard's Refund: `amount` (default: all that is left)."""
+    def refund(self, session_id: str, amount: int | None = None, *, status: str = "succeeded") -> list[dict[str, Any]]:
+        """The Dashboard's Refund: `amount` (default: all that is left). `status` "pending": the
+        bank has not confirmed it yet (it settles later: `settle_refund`)."""
         intent, _, _ = self._paid_charge(session_id)
-        return self.refund_payment(intent, amount)[1]
+        return self.refund_payment(intent, amount, status=status)[1]
 
     def refund_payment(self, intent: str, amount: int | None = None, reason: str | None = None,
-                       metadata: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                       metadata: dict[str, str] | None = None, *, status: str = "succeeded",
+                       ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A refund of the payment and Stripe's events for it: `refund.created` (every refund since
         2024-10-28.acacia) and `charge.refunded`, rendered as at the pinned version: the charge
         without its refunds (not included unless expanded since 2022-11-15), which paystore lists
@@ -114,20 +116,31 @@ class PaymentActions:
             self.state.before_refund(intent, amount)
         try:
             refund, charge = self.state.add_refund(
-                intent, amount, lambda charge, amount: objects.refund(charge, amount, reason=reason, metadata=metadata))
+                intent, amount, lambda charge, amount: objects.refund(charge, amount, status, reason=reason, metadata=metadata))
         except RefundRefused as exc:
             raise ActionRefused(str(exc)) from None
         charge.pop("refunds", None)
         return refund, [objects.event("refund.created", refund), objects.event("charge.refunded", charge)]
 
     def fail_refund(self, session_id: str, refund_id: str | None = None) -> list[dict[str, Any]]:
-        """The card was expired or cancelled: a succeeded refund fails days later and the money goes
-        back to the shop's balance (test card 4000 0000 0000 5126 does this at Stripe)."""
-        intent, charge, _ = self._paid_charge(session_id)
-        succeeded = [r for r in charge["refunds"]["data"] if r["status"] == "succeeded" and refund_id in (None, r["id"])]
-        self._require(session_id, bool(succeeded), "no succeeded refund to fail")
-        refund = self.state.fail_refund(intent, succeeded[-1]["id"], "expired_or_canceled_card")
+        """The card was expired or cancelled: a succeeded (or still pending) refund fails days later
+        and the money goes back to the shop's balance (test card 4000 0000 0000 5126 does this)."""
+        refund = self._refund_in(session_id, refund_id, ("succeeded", "pending"))
+        refund = self.state.set_refund_status(refund["intent"], refund["id"], "failed", "expired_or_canceled_card")
         return [objects.event(kind, refund) for kind in ("refund.failed", "refund.updated", "charge.refund.updated")]
+
+    def settle_refund(self, session_id: str, refund_id: str | None = None) -> list[dict[str, Any]]:
+        """A pending refund reaches the buyer's bank: it succeeds."""
+        refund = self._refund_in(session_id, refund_id, ("pending",))
+        refund = self.state.set_refund_status(refund["intent"], refund["id"], "succeeded", None)
+        return [objects.event(kind, refund) for kind in ("refund.updated", "charge.refund.updated")]
+
+    def _refund_in(self, session_id: str, refund_id: str | None, statuses: tuple[str, ...]) -> dict[str, Any]:
+        """The latest refund of the session's charge in one of `statuses` (or the one named), with its intent."""
+        intent, charge, _ = self._paid_charge(session_id)
+        found = [r for r in charge["refunds"]["data"] if r["status"] in statuses and refund_id in (None, r["id"])]
+        self._require(session_id, bool(found), f"no {' or '.join(statuses)} refund")
+        return {**found[-1], "intent": intent}
 
     def open_dispute(self, session_id: str) -> list[dict[str, Any]]:
         intent, charge, dispute = self._paid_charge(session_id)

@@ -156,12 +156,14 @@ class StandInState:
             charge = next((c for c in self.charges.values() if c["id"] == charge_id), None)
             return copy.deepcopy(charge["refunds"]["data"]) if charge else []
 
-    def fail_refund(self, intent: str, refund_id: str, failure_reason: str) -> dict[str, Any]:
-        """The refund failed: it stops counting in the charge's total; the refund as it now is."""
+    def set_refund_status(self, intent: str, refund_id: str, status: str, failure_reason: str | None) -> dict[str, Any]:
+        """The refund moved on (settled, or failed: it stops counting in the charge's total); the
+        refund as it now is."""
         with self.lock:
             charge = self.charges[intent]
             refund = next(r for r in charge["refunds"]["data"] if r["id"] == refund_id)
-            refund.update(status="failed", failure_reason=failure_reason, failure_balance_transaction="txn_test_failure")
+            refund.update(status=status, failure_reason=failure_reason,
+                          failure_balance_transaction="txn_test_failure" if status == "failed" else None)
             self._total_refunds(charge)
             return copy.deepcopy(refund)
 
