@@ -4,6 +4,8 @@ checkout slots it leaves once the webhooks' headroom is kept."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +114,11 @@ def test_gunicorn_workers_take_their_share_for_the_worker_count_it_runs(
         config.write_text(OLD_CONFIG)
     log = tmp_path / "gunicorn.log"
 
-    with gunicorn_process(env, workers=workers, config=config, log_path=log):
+    with gunicorn_process(env, workers=workers, config=config, log_path=log) as (_url, master):
         lines = wait_until(lambda: len(_serving(log)) == 3 and _serving(log), timeout=60, interval=0.2)
+        if how == "-w 3":  # a reload re-reads the config file: the new workers still count 3
+            os.kill(master.pid, signal.SIGHUP)
+            lines = wait_until(lambda: len(_serving(log)) == 6 and _serving(log), timeout=60, interval=0.2)
 
     for line in lines.values():
         assert (line["db_processes"], line["db_connections"]) == (processes, connections), line
