@@ -3,14 +3,15 @@
 A hypothesis state machine plays Stripe and the operator against paystore over real HTTP and a
 real PostgreSQL. Stripe's side only does what Stripe can do (a session is paid, paid later,
 fails or expires; a paid charge is refunded or disputed, the dispute closes; a refund may be
-pending and settle or fail later), and each of those creates its event. `charge.refunded` comes as
-at the pinned API version, without the charge's refunds: paystore lists them from Stripe when it
-applies the event, so the reference learns every refund as Stripe has it at that moment.
+pending and settle or fail later), and each of those creates its event. `charge.refunded` comes
+as at the pinned API version, without the charge's refunds: paystore lists them from Stripe when
+it applies the event, so the reference learns every refund as Stripe has it at that moment.
 Deliveries are separate rules, so any generated event can arrive in any order, any number of
-times, alone or in a concurrent burst, or not yet (a charge event that arrives before its purchase
-is known is answered 503 and retried later, as Stripe does); and `reconcile` may run at any point. After every step each purchase's status must be what the
-reference model (tests/lifecycle_events.expected_status) derives from the facts paystore has
-been told, so a failure shrinks to a minimal story. Derandomized and bounded (tests/generated).
+times, alone or in a concurrent burst, or not yet (a charge event that arrives before its
+purchase is known is answered 503 and retried later, as Stripe does); and `reconcile` may run at
+any point. After every step each purchase's status must be what the reference model
+(tests/lifecycle_events.expected_status) derives from the facts paystore has been told, so a
+failure shrinks to a minimal story. Derandomized and bounded (tests/generated).
 """
 
 from __future__ import annotations
