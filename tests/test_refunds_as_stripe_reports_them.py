@@ -110,3 +110,17 @@ def test_a_refund_in_another_currency_than_the_charge_sends_the_purchase_to_revi
     row = purchase_row(engine, journey.purchase_id)
     assert (row["status"], row["refunded_amount"]) == ("needs_review", 0)
     assert "is in usd, the charge in chf" in row["review_reason"]
+
+
+def test_a_refund_kept_in_the_integration_currency_counts_the_buyers_amount_beside_it(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    """The other shape Stripe may use for Adaptive Pricing: the refund in usd, what the buyer gets
+    back in chf in `presentment_details`."""
+    journey = paid_in(api, standin, "user_chf_beside", "chf")
+    [created, _] = standin.actions.refund(journey.session["id"])
+    created["data"]["object"].update(currency="usd", amount=4900,
+                                     presentment_details={"presentment_amount": 4312, "presentment_currency": "chf"})
+
+    assert deliver_all(standin, [created]) == ["refunded"]
+    assert purchase_row(engine, journey.purchase_id)["refunded_amount"] == 4312

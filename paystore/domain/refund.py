@@ -16,8 +16,10 @@ that did not. Every refund is therefore known one by one: a `charge.refunded` th
 the charge's complete list (none at all since API version 2022-11-15) makes paystore list the
 charge's refunds first (services.stripe_events.webhooks).
 
-Refunds are in the currency of the charge (lifecycle.charged); a refund reported in another
-currency cannot be added up with the others and sends the purchase to review.
+Refunds are counted in the currency of the charge (lifecycle.charged): the buyer's with Adaptive
+Pricing, where Stripe refunds the buyer in the currency they paid in. A refund reported in
+another currency, with no amount in the charge's currency beside it, cannot be added up with the
+others and sends the purchase to review.
 """
 
 from __future__ import annotations
@@ -77,12 +79,25 @@ def refunded_amount(refunds: list[Refund]) -> int:
     return sum(refund.amount for refund in refunds if refund.counts)
 
 
-def currency_problem(purchase: Purchase, refund_id: str, currency: str | None) -> str | None:
-    """Why a refund in `currency` cannot count towards the purchase (None: it can)."""
+def in_charge_currency(
+    purchase: Purchase, refund_id: str, amount: int, currency: str | None,
+    presentment: tuple[int, str] | None = None,
+) -> tuple[int, str | None]:
+    """The refund's amount in the currency the purchase's refunds are compared in
+    (lifecycle.charged), and why it cannot be (None: it can). With Adaptive Pricing Stripe may
+    report a refund in the integration's currency with the buyer's amount beside it
+    (`presentment`): that amount is the one compared with what the buyer paid."""
     _, charged_in = lifecycle.charged(purchase)
     if currency is None or currency.lower() == charged_in.lower():
-        return None
-    return f"refund {refund_id} is in {currency}, the charge in {charged_in}"
+        return amount, None
+    if presentment is not None and presentment[1].lower() == charged_in.lower():
+        return presentment[0], None
+    return amount, f"refund {refund_id} is in {currency}, the charge in {charged_in}"
+
+
+def currency_problem(purchase: Purchase, refund_id: str, currency: str | None) -> str | None:
+    """Why a refund in `currency` cannot count towards the purchase (None: it can)."""
+    return in_charge_currency(purchase, refund_id, 0, currency)[1]
 
 
 def apply_refunds(

@@ -22,13 +22,18 @@ class RefundReport:
     status: str
     failure_reason: str | None
     reason: str | None
-    currency: str | None = None  # the charge's: the buyer's own currency with Adaptive Pricing
+    currency: str | None = None  # the charge's
+    # With Adaptive Pricing, what the buyer gets back in their own currency, when Stripe keeps the
+    # refund itself in the integration's currency (`presentment_details`).
+    presentment_amount: int | None = None
+    presentment_currency: str | None = None
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> RefundReport:
         refund_id = read.stripe_id(obj, "id")
         if not refund_id.startswith(("re_", "pyr_")):
             raise InvalidStripeObject("refund.id must start with re_")
+        presented = read.nested(obj, "presentment_details")
         return cls(
             id=refund_id,
             charge_id=read.expandable_id(obj, "charge"),
@@ -38,6 +43,8 @@ class RefundReport:
             failure_reason=read.field(obj, "failure_reason", str, optional=True),
             reason=read.field(obj, "reason", str, optional=True),
             currency=read.currency(obj, optional=True),
+            presentment_amount=read.field(presented, "presentment_amount", int, optional=True),
+            presentment_currency=read.currency(presented, name="presentment_currency", optional=True),
         )
 
 

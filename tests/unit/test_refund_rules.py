@@ -161,3 +161,13 @@ def test_any_order_and_any_repetition_of_reports_ends_in_the_same_facts(reports:
     assert {rid: r.status for rid, r in known.items()} == latest
     counting = sum(AMOUNTS[rid] for rid, status in latest.items() if status not in (S.FAILED, S.CANCELED))
     assert purchase.refunded_amount == counting
+
+
+def test_a_refund_in_the_integration_currency_with_the_buyers_amount_beside_it_counts_that_amount() -> None:
+    """Stripe may keep an Adaptive Pricing refund in the integration's currency and give the
+    buyer's amount in `presentment_details`: that one is compared with what the buyer paid."""
+    purchase = adaptive()
+    assert refund_rules.in_charge_currency(purchase, "re_1", 4900, "usd", (4312, "chf")) == (4312, None)
+    assert refund_rules.in_charge_currency(purchase, "re_1", 4312, "chf") == (4312, None)
+    assert refund_rules.in_charge_currency(purchase, "re_1", 4900, "usd")[1] == "refund re_1 is in usd, the charge in chf"
+    assert refund_rules.in_charge_currency(paid(), "re_1", 4900, "usd", (4312, "chf")) == (4900, None)

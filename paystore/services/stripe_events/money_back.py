@@ -13,7 +13,7 @@ from paystore.domain import dispute as disputes
 from paystore.domain import lifecycle
 from paystore.domain.outcome import Outcome
 from paystore.domain.purchase import Purchase, PurchaseStatus
-from paystore.domain.refund import Refund, RefundStatus, apply_refunds, currency_problem
+from paystore.domain.refund import Refund, RefundStatus, apply_refunds, in_charge_currency
 from paystore.services.stripe_events.errors import PurchaseNotYetKnown
 from paystore.store import events, locks, purchases, refunds
 from paystore.stripe.gateway import StripeGateway, StripeRefused
@@ -26,13 +26,20 @@ CHARGE_REFUNDED = "charge.refunded"
 EARLY_FRAUD_WARNING = "radar.early_fraud_warning.created"
 
 
-def _fact(report: RefundReport, tracked: purchases.Tracked) -> Refund | None:
+def _fact(report: RefundReport, tracked: purchases.Tracked, amount: int) -> Refund | None:
     try:
         status = RefundStatus(report.status)
     except ValueError:
         log.warning("Refund %s has a status paystore does not know (%s): not counted", report.id, report.status)
         return None
-    return Refund(report.id, tracked.purchase.id, report.amount, status, report.failure_reason, report.reason)
+    return Refund(report.id, tracked.purchase.id, amount, status, report.failure_reason, report.reason)
+
+
+def _in_charge_currency(purchase: Purchase, report: RefundReport) -> tuple[int, str | None]:
+    presentment = None
+    if report.presentment_amount is not None and report.presentment_currency:
+        presentment = (report.presentment_amount, report.presentment_currency)
+    return in_charge_currency(purchase, report.id, report.amount, report.currency, presentment)
 
 
 def clash_with_another_purchase(db: Session, settings: Settings) -> lifecycle.Clash:
@@ -65,9 +72,10 @@ def apply_refund_reports(
         purchase.stripe_charge_id = charge_id
     known = refunds.for_purchase(db, purchase.id)
     before = dict(known)
-    foreign = tuple(problem for report in reports if (problem := currency_problem(purchase, report.id, report.currency)))
-    seen = [fact for report in reports
-            if not currency_problem(purchase, report.id, report.currency) and (fact := _fact(report, tracked)) is not None]
+    converted = [(report, *_in_charge_currency(purchase, report)) for report in reports]
+    foreign = tuple(problem for _, _, problem in converted if problem)
+    seen = [fact for report, amount, problem in converted
+            if not problem and (fact := _fact(report, tracked, amount)) is not None]
     outcome, changed = apply_refunds(purchase, known, seen, reported_by_charge, cause=cause, foreign=foreign,
                                      clash=clash_with_another_purchase(db, settings))
     refunds.write(db, purchase, changed, before)
