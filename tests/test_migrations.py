@@ -84,3 +84,25 @@ def test_concurrent_upgrades_both_succeed_and_migrate_once(fresh_database_url: s
     assert [code for code, _ in results] == [0, 0], results
     ran = sum(out.count("Running upgrade  -> 0001_initial") for _, out in results)
     assert ran == 1
+
+
+def test_purchases_refunded_before_refund_rows_carry_their_refunded_amount(fresh_database_url: str) -> None:
+    """0005 carries what the charge reported into reported_refunded_amount for purchases refunded
+    before refunds were kept one by one, and leaves purchases with refund rows alone."""
+    assert finish(alembic(fresh_database_url, "upgrade", "0004_refunds"))[0] == 0
+    engine = create_engine(fresh_database_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO programs (id, name, amount, currency) VALUES ('prog_m', 'M', 4900, 'usd')"))
+        for user, refunded in (("old", 1000), ("kept", 2000), ("none", 0)):
+            conn.execute(text(
+                "INSERT INTO purchases (id, user_id, program_id, status, amount, currency, refunded_amount)"
+                " VALUES (gen_random_uuid(), :u, 'prog_m', 'completed', 4900, 'usd', :r)"), {"u": user, "r": refunded})
+        conn.execute(text("INSERT INTO refunds (id, purchase_id, amount, status)"
+                          " SELECT 're_kept', id, 2000, 'succeeded' FROM purchases WHERE user_id = 'kept'"))
+
+    assert finish(alembic(fresh_database_url, "upgrade", "head"))[0] == 0
+
+    with engine.connect() as conn:
+        carried = dict(conn.execute(text("SELECT user_id, reported_refunded_amount FROM purchases")).all())
+    assert carried == {"old": 1000, "kept": 0, "none": 0}
+    engine.dispose()

@@ -171,3 +171,14 @@ def test_a_refund_in_the_integration_currency_with_the_buyers_amount_beside_it_c
     assert refund_rules.in_charge_currency(purchase, "re_1", 4312, "chf") == (4312, None)
     assert refund_rules.in_charge_currency(purchase, "re_1", 4900, "usd")[1] == "refund re_1 is in usd, the charge in chf"
     assert refund_rules.in_charge_currency(paid(), "re_1", 4900, "usd", (4312, "chf")) == (4900, None)
+
+
+def test_the_shop_refund_key_stays_within_what_stripe_accepts() -> None:
+    import uuid
+
+    from paystore.services.purchasing.refunds import stripe_idempotency_key
+
+    purchase_id = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    assert stripe_idempotency_key(purchase_id, "r1") == f"refund:{purchase_id}:r1"
+    longest = stripe_idempotency_key(purchase_id, "k" * 255)
+    assert len(longest) <= 255 and longest != stripe_idempotency_key(purchase_id, "k" * 254)

@@ -73,3 +73,9 @@ class IdempotencyKeyReused(Refusal):
 class RefundRefused(Refusal):
     """Stripe refused the refund (the charge is disputed, refunded already, or less is left than
     asked): trying again will not help; nothing was refunded or recorded."""
+
+
+class PartialRefundInAnotherCurrency(Refusal):
+    """A partial refund of a purchase the buyer paid in their own currency (Adaptive Pricing): which
+    currency Stripe reads the amount in depends on how it kept the charge, so paystore asks for
+    none; a full refund needs no amount and is safe."""

@@ -31,6 +31,7 @@ from paystore.domain.refund import Refund, RefundStatus
 from paystore.services.purchasing.errors import (
     IdempotencyKeyReused,
     NotRefundable,
+    PartialRefundInAnotherCurrency,
     PurchaseNotFound,
     RefundRefused,
     RefundTooLarge,
@@ -51,6 +52,13 @@ class RefundAnswer:
 
 def _fingerprint(amount: int | None, reason: str | None) -> str:
     return hashlib.sha256(json.dumps({"amount": amount, "reason": reason}).encode()).hexdigest()
+
+
+def stripe_idempotency_key(purchase_id: uuid.UUID, shop_key: str) -> str:
+    """The key Stripe gets for the shop's refund request: the purchase and the shop's key, the
+    latter hashed when the whole would pass the 255 characters Stripe accepts."""
+    key = f"refund:{purchase_id}:{shop_key}"
+    return key if len(key) <= 255 else f"refund:{purchase_id}:sha256:{hashlib.sha256(shop_key.encode()).hexdigest()}"
 
 
 def left_to_refund(purchase: Purchase) -> int:
@@ -82,7 +90,7 @@ def refund(
         try:
             report = gateway.create_refund(
                 purchase.stripe_payment_intent_id, amount, reason, {"purchase_id": str(purchase.id)},
-                f"refund:{purchase.id}:{idempotency_key}",
+                stripe_idempotency_key(purchase.id, idempotency_key),
             )
         except StripeRefused as exc:
             raise RefundRefused(f"Stripe refused the refund: {exc.message}") from None
@@ -96,6 +104,11 @@ def _check_refundable(purchase: Purchase | None, amount: int | None) -> None:
     left = left_to_refund(purchase)
     if left == 0:
         raise NotRefundable(f"purchase {purchase.id} is refunded in full already")
+    if amount is not None and purchase.presentment_currency and purchase.presentment_currency != purchase.currency:
+        raise PartialRefundInAnotherCurrency(
+            f"purchase {purchase.id} was paid in {purchase.presentment_currency} for a price in {purchase.currency}"
+            " (Adaptive Pricing): refund it in full (no amount), or in part from the Stripe Dashboard"
+        )
     if amount is not None and amount > left:
         raise RefundTooLarge(f"amount {amount} is more than the {left} left to refund")
 

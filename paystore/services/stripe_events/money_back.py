@@ -23,6 +23,7 @@ from paystore.stripe.objects import Event
 log = logging.getLogger(__name__)
 
 CHARGE_REFUNDED = "charge.refunded"
+REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 EARLY_FRAUD_WARNING = "radar.early_fraud_warning.created"
 
 
@@ -97,19 +98,23 @@ def ask_stripe_first(
     db: Session, gateway: StripeGateway, settings: Settings, event: Event
 ) -> tuple[RefundReport, ...] | None:
     """What Stripe must tell (or do) before the event can be applied: the charge's refunds for a
-    `charge.refunded` without its complete list, the refund made on an early fraud warning.
+    `charge.refunded` without its complete list, or for a refund of a purchase whose charge
+    reported more refunded than its known refunds add up to; the refund made on an early fraud
+    warning.
 
     Asked before any lock is taken (no purchase waits on Stripe), and only for an event that will
     be applied: one of this mode that was not handled yet, so that a redelivery, a replay or a
     sync never makes a second refund. Stripe not answering raises StripeUnavailable: 5xx, nothing
     recorded, Stripe retries."""
-    if event.type not in (CHARGE_REFUNDED, EARLY_FRAUD_WARNING) or event.livemode != settings.stripe_livemode:
+    if event.type not in (CHARGE_REFUNDED, *REFUND_EVENTS, EARLY_FRAUD_WARNING) or event.livemode != settings.stripe_livemode:
         return None
     with db.begin():
         if events.handled(db, event.id):
             return None
     if event.type == CHARGE_REFUNDED:
         return list_refunds_if_needed(db, gateway, Charge.from_dict(event.object))
+    if event.type in REFUND_EVENTS:
+        return list_refunds_if_unexplained(db, gateway, RefundReport.from_dict(event.object))
     return refund_for_warning(db, gateway, settings, EarlyFraudWarning.from_dict(event.object), event.id)
 
 
@@ -125,6 +130,22 @@ def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) 
     if explained < charge.amount_refunded:  # listed after the event: it can only know more
         log.warning("Charge %s reports %d refunded, its listed refunds %d", charge.id, charge.amount_refunded, explained)
     return listed
+
+
+def list_refunds_if_unexplained(db: Session, gateway: StripeGateway, refund: RefundReport) -> tuple[RefundReport, ...] | None:
+    """The charge's refunds from Stripe when its purchase was reported more refunded than its
+    known refunds add up to (refunds counted before paystore kept them one by one, whose
+    `amount_refunded` a migration carried over, or refunds whose own events were lost): else this
+    refund alone would stand for all of them. None when the known refunds explain it."""
+    if not refund.charge_id:
+        return None
+    with db.begin():
+        purchase = purchases.get(db, purchase_for(db, refund.payment_intent_id, refund.charge_id))
+        known = refunds.for_purchase(db, purchase.id) if purchase is not None else {}
+    counted = sum(r.amount for r in known.values() if r.counts)
+    if purchase is None or purchase.reported_refunded_amount <= counted:
+        return None
+    return gateway.list_refunds(refund.charge_id)
 
 
 def apply_dispute(db: Session, settings: Settings, tracked: purchases.Tracked, dispute: Dispute, *, cause: str) -> Outcome:

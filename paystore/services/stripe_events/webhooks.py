@@ -17,7 +17,7 @@ from paystore.domain.outcome import Outcome
 from paystore.errors import Refusal
 from paystore.services.stripe_events import money_back, recovery
 from paystore.services.stripe_events.errors import IncompatibleApiVersion, PurchaseNotYetKnown
-from paystore.services.stripe_events.money_back import CHARGE_REFUNDED, EARLY_FRAUD_WARNING
+from paystore.services.stripe_events.money_back import CHARGE_REFUNDED, EARLY_FRAUD_WARNING, REFUND_EVENTS
 from paystore.store import DATABASE_UNAVAILABLE, events, locks, purchases
 from paystore.stripe import version
 from paystore.stripe.errors import InvalidStripeObject
@@ -28,7 +28,6 @@ from paystore.stripe.version import STRIPE_API_VERSION
 
 log = logging.getLogger(__name__)
 
-REFUND_EVENTS = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 DISPUTE_EVENTS = ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
                   "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated")
 # Every type the handler acts on: the webhook endpoint's events, and what `events sync` lists.
@@ -188,7 +187,8 @@ def _apply(
     if isinstance(obj, Charge):
         outcome = money_back.apply_charge(db, settings, tracked, obj, asked, cause=cause)
     elif isinstance(obj, RefundReport):
-        outcome = money_back.apply_refund_reports(db, settings, tracked, (obj,), None, cause=cause,
+        # the refund as this event tells it, and the charge's others if they had to be listed
+        outcome = money_back.apply_refund_reports(db, settings, tracked, (obj, *(asked or ())), None, cause=cause,
                                                   charge_id=obj.charge_id)
     elif isinstance(obj, Dispute):
         outcome = money_back.apply_dispute(db, settings, tracked, obj, cause=cause)
