@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from paystore.domain.purchase import ACTIVE_STATUSES, OPEN_STATUSES, DisputeFact, PaymentFact, PurchaseStatus
+from paystore.domain.purchase import ACTIVE_STATUSES, MAX_EMAIL_LENGTH, OPEN_STATUSES, DisputeFact, PaymentFact, PurchaseStatus
 from paystore.domain.refund import RefundStatus
 
 NAMING_CONVENTION = {
@@ -120,7 +120,7 @@ class PurchaseRow(Base):
     dispute_id: Mapped[str | None] = mapped_column(String(255))
     dispute: Mapped[DisputeFact | None] = mapped_column(String(16))
     review_reason: Mapped[str | None] = mapped_column(Text)
-    email: Mapped[str | None] = mapped_column(String(254))
+    email: Mapped[str | None] = mapped_column(String(MAX_EMAIL_LENGTH))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
     tax_behavior: Mapped[str | None] = mapped_column(String(16))
     amount_total: Mapped[int | None] = mapped_column(Integer)

@@ -129,3 +129,18 @@ def test_negative_control_without_the_lock_two_first_checkouts_make_two_customer
     assert [a.status_code for a in answers] == [201, 201], [a.text for a in answers]
     assert len(standin.state.customers) == 2, "no second customer: the race did not show"
     assert count(engine, "SELECT count(*) FROM customers") == 1  # one is kept, the other is an orphan at Stripe
+
+
+def test_a_paid_session_whose_email_is_longer_than_paystore_keeps_still_completes(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    """Stripe takes a longer address than the purchase's column holds: the payment completes and
+    the purchase keeps no email, instead of the webhook failing on every retry."""
+    checkout = api.checkout("user_long_email").json()
+    session = standin.settle(checkout["stripe_session_id"])
+    session["customer_details"] = {**(session.get("customer_details") or {}), "email": "a" * 64 + "@" + "b" * 186 + ".com"}
+
+    answer = standin.deliver(standin.event("checkout.session.completed", session))
+
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "completed"), answer.text
+    assert count(engine, "SELECT count(*) FROM purchases WHERE user_id = 'user_long_email' AND email IS NULL") == 1

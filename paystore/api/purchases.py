@@ -11,7 +11,7 @@ from paystore import logs, metrics
 from paystore.api import get_db
 from paystore.api.auth import require_token
 from paystore.api.errors import ApiError, error_code
-from paystore.domain.purchase import purchase_json
+from paystore.domain.purchase import MAX_EMAIL_LENGTH, purchase_json
 from paystore.domain.refund import refund_json
 from paystore.extension import current_paystore
 from paystore.inputs import UNSTORABLE, UnacceptableJson, loads_bounded, storable_text
@@ -27,7 +27,7 @@ PROGRAM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # An address Stripe takes for a customer and a receipt, in ASCII: an RFC 5322 dot-atom name of at
 # most 64 characters (no quotes, commas, angle brackets, or leading, trailing or double dots), and a
 # domain of letter-digit-hyphen labels ending in a top-level name (punycode for an international
-# one); at most 254 characters in all (RFC 5321's path limit). Stripe may refuse an address outside
+# one); at most MAX_EMAIL_LENGTH characters in all. Stripe may refuse an address outside
 # this with a 400 that paystore could only pass on as "Stripe unavailable": it is refused here instead.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -53,11 +53,11 @@ def _checkout_body() -> tuple[str, str, str | None]:
         if not isinstance(value, str) or not pattern.fullmatch(value):
             raise ApiError(400, "invalid_body", f"{name} must be a string matching {pattern.pattern}")
     email = body.get("email")
-    if email is not None and not (isinstance(email, str) and len(email) <= 254 and EMAIL.fullmatch(email)
+    if email is not None and not (isinstance(email, str) and len(email) <= MAX_EMAIL_LENGTH and EMAIL.fullmatch(email)
                                   and not UNSTORABLE.search(email)):
         raise ApiError(400, "invalid_body", "email must be an ASCII email address name@domain.tld (no quotes, commas or"
                                             " angle brackets; no empty, leading or trailing dots; letters, digits and"
-                                            " inner hyphens in the domain), at most 254 characters")
+                                            f" inner hyphens in the domain), at most {MAX_EMAIL_LENGTH} characters")
     return body["user_id"], body["program_id"], email
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from paystore.domain.outcome import Outcome
-from paystore.domain.purchase import ACTIVE_STATUSES, DisputeFact, PaymentFact, Purchase, PurchaseStatus
+from paystore.domain.purchase import ACTIVE_STATUSES, MAX_EMAIL_LENGTH, DisputeFact, PaymentFact, Purchase, PurchaseStatus
 from paystore.stripe.objects import CheckoutSession
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,9 @@ def _record_charge(p: Purchase, session: CheckoutSession) -> None:
     p.presentment_amount, p.presentment_currency = session.presentment_amount, session.presentment_currency
     if session.customer_id and not p.stripe_customer_id:
         p.stripe_customer_id = session.customer_id
-    if session.customer_email and not p.email:
+    # Stripe allows a longer address than paystore keeps: the purchase then keeps none rather than
+    # refuse a payment over its receipt address.
+    if session.customer_email and not p.email and len(session.customer_email) <= MAX_EMAIL_LENGTH:
         p.email = session.customer_email
 
 

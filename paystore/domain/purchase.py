@@ -12,6 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# The longest email address paystore keeps (RFC 5321's path limit; the column's size).
+MAX_EMAIL_LENGTH = 254
+
 
 class PurchaseStatus(StrEnum):
     PENDING = "pending"
