@@ -31,6 +31,7 @@ if [ -z "${STRIPE_SECRET_KEY:-}" ]; then
 	stripe_note="the local Stripe stand-in: open checkout_url and press a button (Dashboard: http://127.0.0.1:$standin_port/dashboard)"
 	# What the CLI needs to reach the stand-in (its key is a fixed fake; a real key is never printed).
 	cli_env="STRIPE_SECRET_KEY=$STRIPE_SECRET_KEY STRIPE_API_BASE=$STRIPE_API_BASE "
+	fail_note='On the Dashboard, "Fail this refund" then fails it as a bank does days later, when the card is gone.'
 else
 	stripe_note="Stripe itself (forward webhooks: stripe listen --forward-to localhost:$port/webhooks/stripe)"
 fi
@@ -61,7 +62,7 @@ A refund started by the shop, once the purchase is paid (amount in cents; leave 
        -H 'Idempotency-Key: refund-1' -H 'Content-Type: application/json' -d '{"amount": 1000}'
   or, from another terminal in this folder:
   ${cli_env:-}.venv/bin/paystore refunds create PURCHASE_ID --amount 1000
-${cli_env:+The Dashboard's "Fail this refund" then fails it as a bank would, days later.}
+${fail_note:-}
 
 BANNER
 "$bin/gunicorn" wsgi:app
