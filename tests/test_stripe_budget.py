@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from prometheus_client import REGISTRY
 from sqlalchemy import Engine
 
 from paystore.config import Settings
@@ -17,6 +18,10 @@ from paystore.devtools.standin import StripeStandIn
 from paystore.stripe import budget
 from tests.support.api import Api
 from tests.support.database import count
+
+
+def purchase_locks_taken() -> float:
+    return REGISTRY.get_sample_value("paystore_lock_wait_seconds_count", {"kind": "unified"}) or 0.0
 
 
 def reads_of(standin: StripeStandIn, session_id: str) -> int:
@@ -43,7 +48,7 @@ def test_200_hits_on_one_open_session_make_a_handful_of_stripe_reads_and_checkou
     api = Api(busy_server)
     session_id = api.checkout("user_crowd").json()["stripe_session_id"]
     standin.faults.retrieve_delay_s = 0.3  # Stripe answers slowly: the hits pile up on one read
-    before = reads_of(standin, session_id)
+    before, locks_before = reads_of(standin, session_id), purchase_locks_taken()
 
     with ThreadPoolExecutor(2) as pool:
         crowd = pool.submit(_hammer, busy_server, session_id, 200)
@@ -53,6 +58,8 @@ def test_200_hits_on_one_open_session_make_a_handful_of_stripe_reads_and_checkou
     assert set(statuses) == {200} and checkouts == [201] * 5
     assert reads_of(standin, session_id) - before <= 3, reads_of(standin, session_id) - before
     assert count(engine, "SELECT count(*) FROM purchases") == 6
+    # The open session moved nothing on: the crowd took no purchase lock, only the 5 checkouts did.
+    assert purchase_locks_taken() - locks_before == 5
 
 
 def test_negative_control_without_shared_reads_every_hit_reads_stripe(

@@ -138,4 +138,10 @@ def _bring_up_to_date(
             view = None  # the budget is spent (or Stripe's limit reached): answer what paystore knows
     if view is None:
         return purchase
+    if view.event_type is None:
+        # Stripe says nothing that moves the purchase on (the session is still open): no lock and
+        # no transaction, so that a crowd on one leaked session id cannot queue on the purchase's
+        # lock in front of its webhook.
+        _check_session_belongs(purchase, view.session)
+        return purchase
     return apply_view(db, settings, purchase.id, view, cause=cause).purchase
