@@ -1,9 +1,10 @@
-"""The protocol model-checked with Spin (model/paystore.pml, run by model/check.sh).
+"""The protocol model-checked with Spin (model/paystore.pml and model/refunds.pml, run by
+model/check.sh).
 
-The correct model must verify (safety and liveness); each broken variant (no lock, the original
-two-keys bug, a session-level lock behind a transaction pooler) must produce a counterexample.
-A second test weakens one variant into the correct protocol and shows that check.sh then fails:
-the negative controls themselves can fail.
+The correct models must verify; each broken variant (no lock, the original two-keys bug, a
+session-level lock behind a transaction pooler; refunds without their lock or without the clash
+check) must produce a counterexample. Two more tests weaken a variant into the correct protocol
+and show that check.sh then fails: the negative controls themselves can fail.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from tests.support.processes import ROOT
 
 CHECK = ROOT / "model" / "check.sh"
 MODEL = ROOT / "model" / "paystore.pml"
+REFUNDS_MODEL = ROOT / "model" / "refunds.pml"
 VARIANTS = ("NO_LOCK", "TWO_KEYS", "SESSION_LOCK_POOLED")
+REFUND_VARIANTS = ("NO_REFUND_LOCK", "NO_CLASH_CHECK", "STRICT_ASK")
 
 pytestmark = [
     pytest.mark.no_db,
@@ -63,6 +66,15 @@ def test_correct_model_verifies_and_every_broken_variant_has_a_counterexample(tm
         assert (tmp_path / variant / "paystore.pml.trail").stat().st_size > 0
     # TWO_KEYS loses a payment that was answered 2xx: a webhook's committed effect is overwritten.
     assert re.search(r"model: TWO_KEYS: counterexample.*assertion violated \(\(pay\[0\]>=acked\[0\]\)", output)
+    assert _errors(output, "refunds/safety") == 0
+    for variant in REFUND_VARIANTS:
+        assert _errors(output, f"refunds/{variant}") >= 1, output
+        assert f"model: refunds/{variant}: counterexample, as expected" in output
+        assert (tmp_path / f"refunds-{variant}" / "refunds.pml.trail").stat().st_size > 0
+    # Without the refund lock two requests together ask Stripe for more than is left.
+    assert re.search(r"model: refunds/NO_REFUND_LOCK: counterexample.*assertion violated \(\(asked_total<=4\)", output)
+    # Without the clash check the index refuses refund.failed for good: paystore never learns it.
+    assert re.search(r"model: refunds/NO_CLASH_CHECK: counterexample.*assertion violated \(\(kst\[0\]==sst\[0\]\)", output)
 
 
 def test_check_fails_when_a_broken_variant_verifies_clean(tmp_path: Path) -> None:
@@ -77,3 +89,17 @@ def test_check_fails_when_a_broken_variant_verifies_clean(tmp_path: Path) -> Non
     assert result.returncode == 1, output
     assert _errors(output, "TWO_KEYS") == 0
     assert "model: TWO_KEYS: FAILED, the broken variant verified clean (negative control)" in output
+
+
+def test_check_fails_when_a_broken_refunds_variant_verifies_clean(tmp_path: Path) -> None:
+    """A NO_REFUND_LOCK whose requests take the refund lock after all is the correct protocol."""
+    source = REFUNDS_MODEL.read_text()
+    skipped_lock = "#if !defined(NO_REFUND_LOCK)\n\tLOCK(RKEY, busy);"
+    assert skipped_lock in source
+    weakened = tmp_path / "weakened.pml"
+    weakened.write_text(source.replace(skipped_lock, "#if 1\n\tLOCK(RKEY, busy);"))
+    result = _check(tmp_path / "runs", MODEL_REFUNDS_FILE=str(weakened), MODEL_RUNS="refunds/NO_REFUND_LOCK")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert _errors(output, "refunds/NO_REFUND_LOCK") == 0
+    assert "model: refunds/NO_REFUND_LOCK: FAILED, the broken variant verified clean (negative control)" in output
