@@ -10,6 +10,10 @@ from typing import Any
 from paystore.stripe import fields as read
 from paystore.stripe.errors import InvalidStripeObject
 
+# The metadata keys under which a refund the shop asked for carries its request.
+SHOP_REQUEST_KEY = "paystore_idempotency_key"
+SHOP_REQUEST_FINGERPRINT = "paystore_request_fingerprint"
+
 
 @dataclass(frozen=True)
 class RefundReport:
@@ -27,6 +31,9 @@ class RefundReport:
     # refund itself in the integration's currency (`presentment_details`).
     presentment_amount: int | None = None
     presentment_currency: str | None = None
+    # The shop's request this refund answers (its Idempotency-Key and the fingerprint of its body),
+    # as paystore put it in the refund's metadata; None for a refund made elsewhere.
+    shop_request: tuple[str, str] | None = None
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> RefundReport:
@@ -34,6 +41,9 @@ class RefundReport:
         if not refund_id.startswith(("re_", "pyr_")):
             raise InvalidStripeObject("refund.id must start with re_")
         presented = read.nested(obj, "presentment_details")
+        tagged = read.nested(obj, "metadata")
+        request_key = read.field(tagged, SHOP_REQUEST_KEY, str, optional=True)
+        request_fingerprint = read.field(tagged, SHOP_REQUEST_FINGERPRINT, str, optional=True)
         return cls(
             id=refund_id,
             charge_id=read.expandable_id(obj, "charge"),
@@ -45,6 +55,7 @@ class RefundReport:
             currency=read.currency(obj, optional=True),
             presentment_amount=read.field(presented, "presentment_amount", int, optional=True),
             presentment_currency=read.currency(presented, name="presentment_currency", optional=True),
+            shop_request=(request_key, request_fingerprint) if request_key and request_fingerprint else None,
         )
 
 

@@ -39,7 +39,7 @@ from paystore.services.purchasing.errors import (
 from paystore.services.stripe_events import money_back
 from paystore.store import locks, purchases, refunds
 from paystore.stripe.gateway import StripeGateway, StripeRefused
-from paystore.stripe.money_objects import RefundReport
+from paystore.stripe.money_objects import SHOP_REQUEST_FINGERPRINT, SHOP_REQUEST_KEY, RefundReport
 
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 
@@ -89,7 +89,8 @@ def refund(
         _check_refundable(purchase, amount)
         try:
             report = gateway.create_refund(
-                purchase.stripe_payment_intent_id, amount, reason, {"purchase_id": str(purchase.id)},
+                purchase.stripe_payment_intent_id, amount, reason,
+                {"purchase_id": str(purchase.id), SHOP_REQUEST_KEY: idempotency_key, SHOP_REQUEST_FINGERPRINT: fingerprint},
                 stripe_idempotency_key(purchase.id, idempotency_key),
             )
         except StripeRefused as exc:

@@ -5,6 +5,7 @@ the refund paystore may make on an early fraud warning."""
 from __future__ import annotations
 
 import logging
+import uuid
 
 from sqlalchemy.orm import Session
 
@@ -81,7 +82,18 @@ def apply_refund_reports(
                                      clash=clash_with_another_purchase(db, settings))
     refunds.write(db, purchase, changed, before)
     purchases.write(db, tracked)
+    record_shop_requests(db, purchase.id, [report for report, _, problem in converted if not problem])
     return outcome
+
+
+def record_shop_requests(db: Session, purchase_id: uuid.UUID, reports: list[RefundReport]) -> None:
+    """The shop's requests these refunds answer, from their metadata: a request whose own
+    transaction ended before it recorded its refund (its wait for the purchase's lock timed out,
+    or its worker died) is then found by the shop's retry, which answers the same refund instead
+    of judging the request again against an amount it already took."""
+    for report in reports:
+        if report.shop_request is not None:
+            refunds.add_request(db, purchase_id, *report.shop_request, report.id)
 
 
 def apply_charge(
@@ -98,9 +110,8 @@ def ask_stripe_first(
     db: Session, gateway: StripeGateway, settings: Settings, event: Event
 ) -> tuple[RefundReport, ...] | None:
     """What Stripe must tell (or do) before the event can be applied: the charge's refunds for a
-    `charge.refunded` without its complete list, or for a refund of a purchase whose charge
-    reported more refunded than its known refunds add up to; the refund made on an early fraud
-    warning.
+    `charge.refunded` without its complete list, or for a refund of a purchase reported refunded
+    that knows none of its refunds one by one; the refund made on an early fraud warning.
 
     Asked before any lock is taken (no purchase waits on Stripe), and only for an event that will
     be applied: one of this mode that was not handled yet, so that a redelivery, a replay or a
@@ -133,17 +144,16 @@ def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) 
 
 
 def list_refunds_if_unexplained(db: Session, gateway: StripeGateway, refund: RefundReport) -> tuple[RefundReport, ...] | None:
-    """The charge's refunds from Stripe when its purchase was reported more refunded than its
-    known refunds add up to (refunds counted before paystore kept them one by one, whose
-    `amount_refunded` a migration carried over, or refunds whose own events were lost): else this
-    refund alone would stand for all of them. None when the known refunds explain it."""
+    """The charge's refunds from Stripe when its purchase was reported refunded but knows none of
+    its refunds one by one (refunded before paystore kept them, the amount carried over by a
+    migration): else this refund alone would stand for all of them. None otherwise: once any
+    refund is known, every later one arrives by its own events (or a `charge.refunded` lists them)."""
     if not refund.charge_id:
         return None
     with db.begin():
         purchase = purchases.get(db, purchase_for(db, refund.payment_intent_id, refund.charge_id))
         known = refunds.for_purchase(db, purchase.id) if purchase is not None else {}
-    counted = sum(r.amount for r in known.values() if r.counts)
-    if purchase is None or purchase.reported_refunded_amount <= counted:
+    if purchase is None or purchase.reported_refunded_amount == 0 or known:
         return None
     return gateway.list_refunds(refund.charge_id)
 
