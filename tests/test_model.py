@@ -77,29 +77,28 @@ def test_correct_model_verifies_and_every_broken_variant_has_a_counterexample(tm
     assert re.search(r"model: refunds/NO_CLASH_CHECK: counterexample.*assertion violated \(\(kst\[0\]==sst\[0\]\)", output)
 
 
-def test_check_fails_when_a_broken_variant_verifies_clean(tmp_path: Path) -> None:
-    """A TWO_KEYS whose webhook takes the right key is the correct protocol: no trail, so check.sh fails."""
-    source = MODEL.read_text()
-    broken_key = "#define WEBHOOK_KEY(p) SKEY(p)"
-    assert broken_key in source
+def _check_of_a_weakened_copy(tmp_path: Path, model: Path, broken: str, correct: str, file_var: str, run: str) -> str:
+    """check.sh over a copy of `model` whose broken variant is the correct protocol after all: it
+    must fail, saying the variant verified clean. Its output."""
+    source = model.read_text()
+    assert broken in source
     weakened = tmp_path / "weakened.pml"
-    weakened.write_text(source.replace(broken_key, "#define WEBHOOK_KEY(p) PKEY(p)"))
-    result = _check(tmp_path / "runs", MODEL_FILE=str(weakened), MODEL_RUNS="TWO_KEYS")
+    weakened.write_text(source.replace(broken, correct))
+    result = _check(tmp_path / "runs", **{file_var: str(weakened)}, MODEL_RUNS=run)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
-    assert _errors(output, "TWO_KEYS") == 0
-    assert "model: TWO_KEYS: FAILED, the broken variant verified clean (negative control)" in output
+    assert _errors(output, run) == 0
+    assert f"model: {run}: FAILED, the broken variant verified clean (negative control)" in output
+    return output
+
+
+def test_check_fails_when_a_broken_variant_verifies_clean(tmp_path: Path) -> None:
+    """A TWO_KEYS whose webhook takes the right key is the correct protocol: no trail, so check.sh fails."""
+    _check_of_a_weakened_copy(tmp_path, MODEL, "#define WEBHOOK_KEY(p) SKEY(p)", "#define WEBHOOK_KEY(p) PKEY(p)",
+                              "MODEL_FILE", "TWO_KEYS")
 
 
 def test_check_fails_when_a_broken_refunds_variant_verifies_clean(tmp_path: Path) -> None:
     """A NO_REFUND_LOCK whose requests take the refund lock after all is the correct protocol."""
-    source = REFUNDS_MODEL.read_text()
-    skipped_lock = "#if !defined(NO_REFUND_LOCK)\n\tLOCK(RKEY, busy);"
-    assert skipped_lock in source
-    weakened = tmp_path / "weakened.pml"
-    weakened.write_text(source.replace(skipped_lock, "#if 1\n\tLOCK(RKEY, busy);"))
-    result = _check(tmp_path / "runs", MODEL_REFUNDS_FILE=str(weakened), MODEL_RUNS="refunds/NO_REFUND_LOCK")
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output
-    assert _errors(output, "refunds/NO_REFUND_LOCK") == 0
-    assert "model: refunds/NO_REFUND_LOCK: FAILED, the broken variant verified clean (negative control)" in output
+    _check_of_a_weakened_copy(tmp_path, REFUNDS_MODEL, "#if !defined(NO_REFUND_LOCK)\n\tLOCK(RKEY, busy);",
+                              "#if 1\n\tLOCK(RKEY, busy);", "MODEL_REFUNDS_FILE", "refunds/NO_REFUND_LOCK")
