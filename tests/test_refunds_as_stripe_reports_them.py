@@ -168,3 +168,19 @@ def test_without_the_carried_amount_the_refund_would_stand_alone(api: Api, stand
 
     row = purchase_row(engine, journey.purchase_id)
     assert (row["status"], row["refunded_amount"]) == ("completed", 3900)
+
+
+def test_a_shop_refund_of_a_purchase_refunded_before_refunds_were_kept_counts_the_others(
+    api: Api, standin: StripeStandIn, engine: Engine
+) -> None:
+    """The shop refunds the rest of such a purchase: Stripe's answer alone would make the purchase
+    look refunded 3900 of 4900 and keep it granting access; with the charge's refunds listed it is
+    refunded in full."""
+    journey = _refunded_before_refund_facts(api, standin, engine, "user_before_facts_shop", carried=1000)
+    standin.faults.deliver_api_events = False
+
+    answer = ask(api, journey.purchase_id, "rest-1", {})
+
+    assert answer.status_code == 202, answer.text
+    assert (answer.json()["refund"]["amount"], answer.json()["purchase"]["status"]) == (3900, "refunded")
+    assert purchase_row(engine, journey.purchase_id)["refunded_amount"] == 4900

@@ -85,7 +85,9 @@ def refund(
         if earlier is not None:
             if earlier[0] != fingerprint:
                 raise IdempotencyKeyReused("this Idempotency-Key was used for another refund of this purchase")
-            return RefundAnswer(refunds.for_purchase(db, key)[earlier[1]], purchase)
+            known = refunds.for_purchase(db, key).get(earlier[1])
+            # Answered with a status paystore does not know yet: not a fact, shown as pending.
+            return RefundAnswer(known or Refund(earlier[1], key, amount or 0, RefundStatus.PENDING, None, reason), purchase)
         _check_refundable(purchase, amount)
         try:
             report = gateway.create_refund(
@@ -95,7 +97,10 @@ def refund(
             )
         except StripeRefused as exc:
             raise RefundRefused(f"Stripe refused the refund: {exc.message}") from None
-        return _apply(db, settings, purchase, report, idempotency_key, fingerprint)
+        reports: tuple[RefundReport, ...] = (report,)
+        if money_back.knows_none_of_its_refunds(db, purchase) and report.charge_id:
+            reports += tuple(gateway.list_refunds(report.charge_id))
+        return _apply(db, settings, purchase, reports, idempotency_key, fingerprint)
 
 
 def _check_refundable(purchase: Purchase | None, amount: int | None) -> None:
@@ -105,21 +110,25 @@ def _check_refundable(purchase: Purchase | None, amount: int | None) -> None:
     left = left_to_refund(purchase)
     if left == 0:
         raise NotRefundable(f"purchase {purchase.id} is refunded in full already")
-    if amount is not None and purchase.presentment_currency and purchase.presentment_currency != purchase.currency:
+    _, paid_in = lifecycle.charged(purchase)
+    if amount is not None and paid_in.lower() != purchase.currency.lower():
         raise PartialRefundInAnotherCurrency(
-            f"purchase {purchase.id} was paid in {purchase.presentment_currency} for a price in {purchase.currency}"
+            f"purchase {purchase.id} was paid in {paid_in} for a price in {purchase.currency}"
             " (Adaptive Pricing): refund it in full (no amount), or in part from the Stripe Dashboard"
         )
     if amount is not None and amount > left:
         raise RefundTooLarge(f"amount {amount} is more than the {left} left to refund")
 
 
-def _apply(db: Session, settings: Settings, purchase: Purchase, report: RefundReport, idempotency_key: str,
+def _apply(db: Session, settings: Settings, purchase: Purchase, reports: tuple[RefundReport, ...], idempotency_key: str,
            fingerprint: str) -> RefundAnswer:
+    """Stripe's answer (`reports[0]`, with the charge's other refunds if they had to be listed),
+    applied under the purchase's lock as a webhook would."""
+    report = reports[0]
     locks.take_xact_lock(db, locks.purchase_lock_key(purchase.id), settings.lock_timeout_ms)
     tracked = purchases.load(db, purchase.id)
     assert tracked is not None
-    money_back.apply_refund_reports(db, settings, tracked, (report,), None, cause=f"refund {report.id} asked by the shop",
+    money_back.apply_refund_reports(db, settings, tracked, reports, None, cause=f"refund {report.id} asked by the shop",
                                     charge_id=report.charge_id)
     refunds.add_request(db, purchase.id, idempotency_key, fingerprint, report.id)
     made = refunds.for_purchase(db, purchase.id).get(report.id)

@@ -143,19 +143,23 @@ def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) 
     return listed
 
 
+def knows_none_of_its_refunds(db: Session, purchase: Purchase) -> bool:
+    """A purchase reported refunded that knows none of its refunds one by one (refunded before
+    paystore kept them: migration 0005 carried the amount over). Whatever brings it a refund must
+    bring the charge's others too, listed from Stripe, or that refund alone would stand for all."""
+    return purchase.reported_refunded_amount > 0 and not refunds.for_purchase(db, purchase.id)
+
+
 def list_refunds_if_unexplained(db: Session, gateway: StripeGateway, refund: RefundReport) -> tuple[RefundReport, ...] | None:
-    """The charge's refunds from Stripe when its purchase was reported refunded but knows none of
-    its refunds one by one (refunded before paystore kept them, the amount carried over by a
-    migration): else this refund alone would stand for all of them. None otherwise: once any
-    refund is known, every later one arrives by its own events (or a `charge.refunded` lists them)."""
+    """For a refund event: the charge's refunds from Stripe when its purchase knows none of them
+    yet (knows_none_of_its_refunds), else None: once any refund is known, every later one arrives
+    by its own events (or a `charge.refunded` lists them)."""
     if not refund.charge_id:
         return None
     with db.begin():
         purchase = purchases.get(db, purchase_for(db, refund.payment_intent_id, refund.charge_id))
-        known = refunds.for_purchase(db, purchase.id) if purchase is not None else {}
-    if purchase is None or purchase.reported_refunded_amount == 0 or known:
-        return None
-    return gateway.list_refunds(refund.charge_id)
+        unknown = purchase is not None and knows_none_of_its_refunds(db, purchase)
+    return gateway.list_refunds(refund.charge_id) if unknown else None
 
 
 def apply_dispute(db: Session, settings: Settings, tracked: purchases.Tracked, dispute: Dispute, *, cause: str) -> Outcome:
@@ -199,6 +203,8 @@ def refund_for_warning(
             log.warning("Stripe refused the refund of purchase %s on warning %s (%s): %s; nothing refunded",
                         purchase.id, warning.id, exc.code, exc.message)
             return ()
+        if knows_none_of_its_refunds(db, purchase) and report.charge_id:
+            return (report, *gateway.list_refunds(report.charge_id))
     return (report,)
 
 
