@@ -77,10 +77,11 @@ def refund(
         raise PurchaseNotFound(purchase_id) from None
     fingerprint = _fingerprint(amount, reason)
     with db.begin():
-        if purchases.get(db, key) is None:
-            raise PurchaseNotFound(purchase_id)
+        # The lock first (a key of no purchase locks nothing anyone waits for), then one read.
         locks.take_xact_lock(db, locks.refund_lock_key(key), settings.lock_timeout_ms)
         purchase = purchases.get(db, key)
+        if purchase is None:
+            raise PurchaseNotFound(purchase_id)
         earlier = refunds.request(db, key, idempotency_key)
         if earlier is not None:
             if earlier[0] != fingerprint:
@@ -103,8 +104,7 @@ def refund(
         return _apply(db, settings, purchase, reports, idempotency_key, fingerprint)
 
 
-def _check_refundable(purchase: Purchase | None, amount: int | None) -> None:
-    assert purchase is not None  # read under the refund lock after it was found; purchases are never deleted
+def _check_refundable(purchase: Purchase, amount: int | None) -> None:
     if purchase.status not in GRANTING_STATUSES or not purchase.stripe_payment_intent_id:
         raise NotRefundable(f"purchase {purchase.id} is {purchase.status}: only a paid purchase can be refunded")
     left = left_to_refund(purchase)

@@ -14,7 +14,7 @@ from paystore.domain import dispute as disputes
 from paystore.domain import lifecycle
 from paystore.domain.outcome import Outcome
 from paystore.domain.purchase import Purchase, PurchaseStatus
-from paystore.domain.refund import Refund, RefundStatus, apply_refunds, in_charge_currency
+from paystore.domain.refund import COUNTING, Refund, RefundStatus, apply_refunds, in_charge_currency
 from paystore.services.stripe_events.errors import PurchaseNotYetKnown
 from paystore.store import events, locks, purchases, refunds
 from paystore.stripe.gateway import StripeGateway, StripeRefused
@@ -137,7 +137,7 @@ def list_refunds_if_needed(db: Session, gateway: StripeGateway, charge: Charge) 
     with db.begin():
         purchase_for(db, charge.payment_intent_id, charge.id)
     listed = gateway.list_refunds(charge.id)
-    explained = sum(r.amount for r in listed if r.status not in (RefundStatus.FAILED, RefundStatus.CANCELED))
+    explained = sum(r.amount for r in listed if r.status in COUNTING)
     if explained < charge.amount_refunded:  # listed after the event: it can only know more
         log.warning("Charge %s reports %d refunded, its listed refunds %d", charge.id, charge.amount_refunded, explained)
     return listed
